@@ -1,0 +1,9 @@
+"""minilm: large language models written out by hand in NumPy (and CuPy).
+
+Every forward *and* backward pass is explicit code you can read, next to its derivative.
+"""
+from .backend import get_backend, get_xp, set_backend, to_numpy
+from .check import gradcheck, numerical_grad
+
+__version__ = "0.1.0"
+__all__ = ["set_backend", "get_backend", "get_xp", "to_numpy", "gradcheck", "numerical_grad"]

@@ -1,0 +1,102 @@
+"""The NumPy / CuPy switch: the one piece of module-level state in minilm.
+
+Compute code never imports NumPy. It asks its inputs which array module owns them,
+``xp = get_xp(x)``, and spells everything as ``xp.something``. Only constructors (parameter
+initialisation, batches coming in from ``minilm.data``) call ``get_xp()`` with no arguments,
+which returns the active backend.
+
+    import minilm
+    minilm.set_backend("cupy")      # or MINILM_BACKEND=cupy in the environment
+    minilm.get_backend()            # "cupy"
+
+CuPy is optional and imported lazily, the first time it is asked for.
+"""
+import os
+
+import numpy as np
+
+_BACKENDS = ("numpy", "cupy")
+_active = None          # the backend name; set on first use from MINILM_BACKEND
+_cupy = None            # the cupy module once imported successfully
+
+
+def _import_cupy():
+    """Import CuPy and check that a GPU answers; raise RuntimeError with the reason if not."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError("the 'cupy' backend needs CuPy: pip install cupy-cuda12x "
+                           f"(or the wheel for your CUDA version); import failed with: {e}") from e
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing, no device, ...
+        raise RuntimeError(f"CuPy is installed but no CUDA device is usable: {e}") from e
+    if n < 1:
+        raise RuntimeError("CuPy is installed but no CUDA device was found")
+    _cupy = cupy
+    return cupy
+
+
+def cupy_available():
+    """(True, "") when the cupy backend can be used, else (False, reason)."""
+    try:
+        _import_cupy()
+        return True, ""
+    except RuntimeError as e:
+        return False, str(e)
+
+
+def set_backend(name):
+    """Create new arrays with "numpy" or "cupy" from now on."""
+    global _active
+    if name not in _BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {_BACKENDS}")
+    if name == "cupy":
+        _import_cupy()
+    _active = name
+
+
+def get_backend():
+    """The active backend's name: "numpy" or "cupy"."""
+    global _active
+    if _active is None:
+        name = os.environ.get("MINILM_BACKEND", "numpy").strip().lower() or "numpy"
+        set_backend(name)
+    return _active
+
+
+def get_xp(*arrays):
+    """The array module that owns `arrays`; the active backend when called with none."""
+    if arrays:
+        if _cupy is not None:
+            for a in arrays:
+                if isinstance(a, _cupy.ndarray):
+                    return _cupy
+        return np
+    return _cupy if get_backend() == "cupy" else np
+
+
+def to_numpy(a):
+    """Host (NumPy) copy of any backend array; Python scalars and lists pass through np.asarray."""
+    if _cupy is not None and isinstance(a, _cupy.ndarray):
+        return _cupy.asnumpy(a)
+    return np.asarray(a)
+
+
+def asarray(a, dtype=None):
+    """Move `a` (list, NumPy or CuPy array) onto the active backend."""
+    xp = get_xp()
+    if xp is np:
+        return np.asarray(to_numpy(a), dtype=dtype)
+    return xp.asarray(a, dtype=dtype)
+
+
+def resolve_dtype(dtype):
+    """Accept "float32" / "float64" (or the NumPy dtypes) and return the NumPy dtype."""
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt

@@ -1,0 +1,131 @@
+"""Parameter and Module: the only two base classes in minilm.
+
+A Module's forward keeps what its backward needs on ``self.cache``; its backward consumes
+the cache, *adds* parameter gradients into ``Parameter.grad`` with ``+=`` and returns the
+gradient w.r.t. its inputs. Parameters and children are listed by hand in each class
+(``named_children`` / ``own_parameters``), so a reader can grep for them.
+"""
+from ..backend import get_xp, resolve_dtype, to_numpy
+
+
+class Parameter:
+    """A trainable array and its gradient (same shape, dtype and backend)."""
+
+    def __init__(self, data, name=""):
+        self.data = data
+        self.grad = get_xp(data).zeros_like(data)
+        self.name = name
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={tuple(self.data.shape)}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer and model.
+
+    Subclasses override ``own_parameters()`` -> [(name, Parameter)] and
+    ``named_children()`` -> [(name, Module)], and write ``forward`` / ``backward``.
+    """
+    training = True
+
+    def own_parameters(self):
+        return []
+
+    def named_children(self):
+        return []
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) pairs, own first, then each child's. Shared (tied)
+        parameters are listed once, under their first name."""
+        seen, out = set(), []
+        for name, p in self._walk(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append((name, p))
+        return out
+
+    def _walk(self, prefix):
+        for name, p in self.own_parameters():
+            yield prefix + name, p
+        for cname, child in self.named_children():
+            yield from child._walk(prefix + cname + ".")
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def modules(self):
+        yield self
+        for _, child in self.named_children():
+            yield from child.modules()
+
+    def num_parameters(self):
+        return sum(int(p.size) for p in self.parameters())
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad[...] = 0
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def state_dict(self):
+        """{name: NumPy array} with every parameter, as host copies."""
+        return {name: to_numpy(p.data).copy() for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into the parameters (cast to each parameter's dtype, moved to its backend).
+
+        Returns (missing_keys, unexpected_keys). With strict=True either one raises KeyError,
+        and a shape mismatch always raises ValueError.
+        """
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in params]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not match {type(self).__name__}: "
+                           f"missing keys {missing}, unexpected keys {unexpected}")
+        for name, p in params.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if tuple(value.shape) != tuple(p.data.shape):
+                raise ValueError(f"shape mismatch for {name!r}: checkpoint has {tuple(value.shape)}, "
+                                 f"model expects {tuple(p.data.shape)}")
+            xp = get_xp(p.data)
+            p.data[...] = xp.asarray(value).astype(p.data.dtype, copy=False)
+        return missing, unexpected
+
+    def _check_cache(self):
+        if getattr(self, "cache", None) is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
+                               "(or twice after one forward): run forward first")
+        cache, self.cache = self.cache, None
+        return cache
+
+
+def new_param(shape, dtype, rng, std=None, fill=None, name=""):
+    """A Parameter on the active backend: N(0, std^2) from the NumPy `rng`, or constant `fill`.
+
+    Initial values are drawn on the host with NumPy so that a seed gives the same model on
+    every backend.
+    """
+    import numpy as np  # host-side initialisation only
+    dt = resolve_dtype(dtype)
+    if fill is not None:
+        host = np.full(shape, fill, dtype=dt)
+    else:
+        host = (rng.standard_normal(shape) * std).astype(dt)
+    return Parameter(get_xp().asarray(host), name=name)

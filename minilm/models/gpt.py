@@ -1,0 +1,281 @@
+"""GPT-2, exactly: learned positions, pre-LN blocks, gelu_new, LM head tied to wte.
+
+    h_0 = wte[ids] + wpe[positions]                        (B, T, C)
+    h_l = h_{l-1} + attn(ln_1(h_{l-1}))                     for each block l
+        then h_l = h_l + mlp(ln_2(h_l))
+    logits = ln_f(h_L) @ wte^T                             (B, T, V)
+
+Parameter names are `transformers`' GPT2LMHeadModel names (`transformer.h.0.attn.c_attn.weight`,
+...), and every weight is (in, out) as in GPT-2's Conv1D, so checkpoints load untransposed.
+"""
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np  # host-side only: seeding and checkpoint arrays
+
+from ..backend import get_xp, resolve_dtype, to_numpy
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
+from ..layers import CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module
+from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..ops import linear_backward, linear_forward, padding_mask
+from .checks import as_ids, same_shape
+from .output import ModelOutput
+
+
+@dataclass
+class GPTConfig:
+    """GPT-2 hyper-parameters, under `transformers`' GPT2Config names."""
+    vocab_size: int = 50257            # V: tokens in the vocabulary
+    n_positions: int = 1024            # longest sequence (learned position table size)
+    n_embd: int = 768                  # C: model width
+    n_layer: int = 12                  # L: number of blocks
+    n_head: int = 12                   # H: attention heads (C must divide by H)
+    n_inner: int = None                # F: feed-forward width (None: 4 C)
+    activation_function: str = "gelu_new"  # GPT-2's tanh-approximated GELU
+    resid_pdrop: float = 0.1           # dropout on each block's residual branches
+    embd_pdrop: float = 0.1            # dropout on the input embeddings
+    attn_pdrop: float = 0.1            # dropout on the attention probabilities
+    layer_norm_epsilon: float = 1e-5   # LayerNorm eps
+    initializer_range: float = 0.02    # std of the normal initialisation
+    bos_token_id: int = 50256          # <|endoftext|>
+    eos_token_id: int = 50256
+    tie_word_embeddings: bool = True   # the LM head reuses wte (always, in minilm)
+    seed: int = 0                      # minilm only: initialisation and dropout seed
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.tie_word_embeddings:
+            raise ValueError("minilm's GPT always ties the LM head to wte (tie_word_embeddings=True)")
+
+    def to_dict(self):
+        """The config.json that `transformers` reads (GPT2Config names plus model_type)."""
+        d = dataclasses.asdict(self)
+        d.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_ctx=self.n_positions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class GPTBlock(Module):
+    """Pre-norm block: h = x + attn(ln_1(x)); out = h + dropout(mlp(ln_2(h)))."""
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        C = cfg.n_embd
+        proj_std = cfg.initializer_range / math.sqrt(2 * cfg.n_layer)   # GPT-2's scaled residual init
+        self.ln_1 = LayerNorm(C, cfg.layer_norm_epsilon, dtype)
+        self.attn = CausalSelfAttention(C, cfg.n_head, cfg.attn_pdrop, cfg.resid_pdrop, dtype, rng,
+                                        cfg.initializer_range, proj_std, dropout_rng)
+        self.ln_2 = LayerNorm(C, cfg.layer_norm_epsilon, dtype)
+        self.mlp = FeedForward(C, cfg.n_inner or 4 * C, cfg.activation_function, dtype, rng,
+                               cfg.initializer_range, proj_std, names=("c_fc", "c_proj"))
+        self.mlp_dropout = Dropout(cfg.resid_pdrop, dropout_rng)
+
+    def named_children(self):
+        return [("ln_1", self.ln_1), ("attn", self.attn), ("ln_2", self.ln_2), ("mlp", self.mlp)]
+
+    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
+        h = x + self.attn.forward(self.ln_1.forward(x), key_mask)
+        return h + self.mlp_dropout.forward(self.mlp.forward(self.ln_2.forward(h)))
+
+    def backward(self, dout):                               # (B, T, C) -> (B, T, C)
+        # undo: out = h + dropout(mlp(ln_2(h)))
+        dh = dout + self.ln_2.backward(self.mlp.backward(self.mlp_dropout.backward(dout)))
+        # undo: h = x + attn(ln_1(x))
+        return dh + self.ln_1.backward(self.attn.backward(dh))
+
+    def forward_cached(self, x, past_k, past_v, pos):       # inference only
+        h = x + self.attn.forward_cached(self.ln_1.forward(x), past_k, past_v, pos)
+        return h + self.mlp.forward(self.ln_2.forward(h))
+
+
+class GPTBackbone(Module):
+    """`transformer.*` in Hugging Face's GPT2LMHeadModel: embeddings, blocks, final LayerNorm."""
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        self.wte = Embedding(cfg.vocab_size, cfg.n_embd, dtype, rng, cfg.initializer_range)
+        self.wpe = Embedding(cfg.n_positions, cfg.n_embd, dtype, rng, cfg.initializer_range)
+        self.drop = Dropout(cfg.embd_pdrop, dropout_rng)
+        self.h = [GPTBlock(cfg, dtype, rng, dropout_rng) for _ in range(cfg.n_layer)]
+        self.ln_f = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, dtype)
+
+    def named_children(self):
+        return ([("wte", self.wte), ("wpe", self.wpe)]
+                + [(f"h.{i}", block) for i, block in enumerate(self.h)]
+                + [("ln_f", self.ln_f)])
+
+
+class GPT(Module):
+    """GPT-2 language model (`GPT2LMHeadModel`) with hand-written backward.
+
+        out = model(input_ids, attention_mask=None, labels=None)   # out.logits, out.loss
+        model.backward()                                           # grads of out.loss
+    """
+
+    def __init__(self, config, dtype="float32"):
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        rng = np.random.default_rng(config.seed)                 # initialisation (host, backend-independent)
+        self._dropout_gen = get_xp().random.default_rng(config.seed + 1)
+        dropout_rng = self.dropout_generator
+        self.transformer = GPTBackbone(config, self.dtype, rng, dropout_rng)
+        self._loss_cache = None
+        self._head_cache = None
+
+    def dropout_generator(self):
+        return self._dropout_gen
+
+    def named_children(self):
+        return [("transformer", self.transformer)]
+
+    # -- the forward and backward passes -------------------------------------------------
+    def __call__(self, input_ids, attention_mask=None, labels=None):
+        return self.forward(input_ids, attention_mask=attention_mask, labels=labels)
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        """input_ids: (B, T) ints; attention_mask: (B, T) 1/0 (0 = padding) or None;
+        labels: (B, T) ints or -100 (Hugging Face semantics: shifted inside, so position t
+        predicts labels[t + 1]).  ->  ModelOutput(loss, logits (B, T, V))"""
+        cfg = self.config
+        tr = self.transformer
+        ids = as_ids("input_ids", input_ids, cfg.vocab_size)
+        B, T = ids.shape
+        if T == 0:
+            raise ValueError("input_ids is empty: need at least one token per sequence")
+        if T > cfg.n_positions:
+            raise ValueError(f"sequence length {T} exceeds the model's context n_positions={cfg.n_positions}")
+        key_mask = None
+        if attention_mask is not None:
+            am = as_ids("attention_mask", attention_mask)
+            same_shape("attention_mask", am, "input_ids", ids)
+            key_mask = padding_mask(am)                          # (B, 1, 1, T)
+        xp = get_xp(ids)
+
+        # embeddings
+        x = tr.wte.forward(ids) + tr.wpe.forward(xp.arange(T)[None, :])   # (B, T, C)
+        x = tr.drop.forward(x)
+        # blocks
+        for block in tr.h:
+            x = block.forward(x, key_mask)
+        h = tr.ln_f.forward(x)                                   # (B, T, C)
+        # LM head, tied: logits = h wte^T
+        logits, self._head_cache = linear_forward(h, tr.wte.weight.data.T)   # (B, T, V)
+
+        loss, self._loss_cache = None, None
+        if labels is not None:
+            lab = as_ids("labels", labels, cfg.vocab_size, allow_ignore=True)
+            same_shape("labels", lab, "input_ids", ids)
+            V = cfg.vocab_size
+            shift_logits = logits[:, :-1].reshape(-1, V)        # (B*(T-1), V)
+            loss, ce_cache = cross_entropy_forward(shift_logits, lab[:, 1:].reshape(-1))
+            self._loss_cache = (ce_cache, (B, T, V))
+        return ModelOutput(loss=loss, logits=logits)
+
+    def backward(self, dlogits=None):
+        """Accumulate d(loss)/d(param) into every parameter's .grad.
+
+        With no argument, the loss is the one from the last forward (which needs labels);
+        pass `dlogits` (B, T, V) to backpropagate any other loss built on the logits.
+        """
+        tr = self.transformer
+        if dlogits is None:
+            if self._loss_cache is None:
+                raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
+                                   "(or pass dlogits)")
+            ce_cache, (B, T, V) = self._loss_cache
+            xp = get_xp(ce_cache[0])
+            dlogits = xp.zeros((B, T, V), dtype=self.dtype)
+            dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
+        if self._head_cache is None:
+            raise RuntimeError("GPT.backward called before forward")
+        self._loss_cache = None
+        # undo: logits = h wte^T  (the tied head's contribution to wte's gradient)
+        dh, dWt, _ = linear_backward(dlogits, self._head_cache)   # dWt: (C, V)
+        self._head_cache = None
+        tr.wte.weight.grad += dWt.T
+        # undo: h = ln_f(x)
+        dx = tr.ln_f.backward(dh)
+        for block in reversed(tr.h):
+            dx = block.backward(dx)
+        # undo: x = dropout(wte[ids] + wpe[pos])  (the embedding's own contribution to wte)
+        dx = tr.drop.backward(dx)
+        tr.wpe.backward(dx.sum(axis=0, keepdims=True))
+        tr.wte.backward(dx)
+
+    # -- inference with a KV cache ---------------------------------------------------------
+    def init_kv_cache(self, batch_size, max_len):
+        """One (K, V) pair of (B, H, max_len, D) buffers per block."""
+        cfg = self.config
+        xp = get_xp(self.transformer.wte.weight.data)
+        D = cfg.n_embd // cfg.n_head
+        shape = (batch_size, cfg.n_head, max_len, D)
+        return [(xp.zeros(shape, self.dtype), xp.zeros(shape, self.dtype)) for _ in range(cfg.n_layer)]
+
+    def forward_cached(self, ids, kv_cache, pos):
+        """Logits of the last position after feeding ids (B, t) at positions pos..pos+t-1."""
+        tr = self.transformer
+        xp = get_xp(ids)
+        t = ids.shape[1]
+        if pos + t > self.config.n_positions:
+            raise ValueError(f"position {pos + t} exceeds n_positions={self.config.n_positions}")
+        x = tr.wte.weight.data[ids] + tr.wpe.weight.data[xp.arange(pos, pos + t)][None]
+        for block, (k, v) in zip(tr.h, kv_cache):
+            x = block.forward_cached(x, k, v, pos)
+        h = tr.ln_f.forward(x[:, -1:])                           # only the last position is needed
+        self._clear_caches()
+        return (h @ tr.wte.weight.data.T)[:, 0]                  # (B, V)
+
+    def _clear_caches(self):
+        for m in self.modules():
+            if hasattr(m, "cache"):
+                m.cache = None
+        self._loss_cache = self._head_cache = None
+
+    def generate(self, input_ids, max_new_tokens, do_sample=False, temperature=1.0, top_k=None,
+                 top_p=None, use_cache=True, seed=None, eos_token_id=None, crop=False):
+        """Continue each prompt by `max_new_tokens` tokens; see `minilm.generate.generate`."""
+        from ..generate import generate
+        return generate(self, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
+                        top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed,
+                        eos_token_id=eos_token_id, crop=crop)
+
+    # -- RNG state, for exact resume -------------------------------------------------------
+    def rng_state(self):
+        return self._dropout_gen.bit_generator.state
+
+    def set_rng_state(self, state):
+        self._dropout_gen.bit_generator.state = state
+
+    # -- Hugging Face checkpoints --------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder, dtype="float32"):
+        """Load a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+        cfg = read_config(folder, expected_model_types=("gpt2",))
+        config = GPTConfig.from_dict(cfg)
+        model = cls(config, dtype=dtype)
+        tensors = load_safetensors(os.path.join(str(folder), WEIGHTS_NAME))
+        state = {}
+        for k, v in tensors.items():
+            name = k if k.startswith(("transformer.", "lm_head.")) else "transformer." + k
+            if name.endswith((".attn.bias", ".attn.masked_bias")) or name == "lm_head.weight":
+                continue                                         # causal-mask buffers; the tied head
+            state[name] = v
+        model.load_state_dict(state, strict=True)
+        return model
+
+    def save_pretrained(self, folder):
+        """Write config.json + model.safetensors that `transformers` reads back unchanged."""
+        os.makedirs(folder, exist_ok=True)
+        write_config(folder, self.config.to_dict())
+        save_safetensors(os.path.join(str(folder), WEIGHTS_NAME), self.state_dict())

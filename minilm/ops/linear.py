@@ -1,0 +1,28 @@
+"""Affine map y = x W + b, with W stored (in, out) so the code reads like the math."""
+
+
+def linear_forward(x, W, b=None):
+    """x: (..., Cin), W: (Cin, Cout), b: (Cout,) or None  ->  out: (..., Cout)
+
+        out = x @ W + b
+    """
+    out = x @ W                                           # (..., Cout)
+    if b is not None:
+        out += b
+    return out, (x, W, b is not None)
+
+
+def linear_backward(dout, cache):
+    """Returns (dx, dW, db); db is None when the forward had no bias.
+
+        dx = dout @ W^T          dW = sum over rows of x^T dout          db = sum over rows of dout
+    The leading axes (...) are flattened into one row axis N, so dW is one matrix product.
+    """
+    x, W, has_bias = cache
+    Cin, Cout = W.shape
+    x2 = x.reshape(-1, Cin)                               # (N, Cin)
+    d2 = dout.reshape(-1, Cout)                           # (N, Cout)
+    dx = (d2 @ W.T).reshape(x.shape)                      # (..., Cin)
+    dW = x2.T @ d2                                        # (Cin, Cout)
+    db = d2.sum(axis=0) if has_bias else None             # (Cout,)
+    return dx, dW, db
