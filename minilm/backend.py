@@ -100,3 +100,27 @@ def resolve_dtype(dtype):
     if dt not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     return dt
+
+
+def host_rng(seed):
+    """A NumPy Generator for host-side randomness (initialisation, data order, sampling),
+    so that one seed gives the same numbers on every backend."""
+    return np.random.default_rng(seed)
+
+
+def random_normal(rng, shape, std, dtype):
+    """N(0, std^2) drawn on the host from `rng`, cast to dtype, moved to the active backend."""
+    return get_xp().asarray((rng.standard_normal(shape) * std).astype(resolve_dtype(dtype)))
+
+
+def full(shape, value, dtype):
+    """A constant array on the active backend."""
+    return get_xp().full(shape, value, dtype=resolve_dtype(dtype))
+
+
+def as_host_array(a):
+    """Lists and tuples become NumPy arrays; backend arrays pass through unchanged."""
+    return np.asarray(a) if isinstance(a, (list, tuple, int, float)) else a
+
+
+HOST_INT64 = np.int64

@@ -50,10 +50,16 @@ def _as_label_list(y, name):
     """A 1-D sequence of labels as a Python list (NumPy scalars become Python scalars)."""
     if isinstance(y, str):
         raise TypeError(f"{name} must be a sequence of labels, not a single string {y!r}")
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got an array of shape {arr.shape}")
-    return arr.tolist()
+    if isinstance(y, np.ndarray) or _is_cupy(y):
+        arr = _to_host(y)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got an array of shape {arr.shape}")
+        return arr.tolist()
+    labels = list(y)            # a plain list keeps mixed or string labels exactly as given
+    for lab in labels:
+        if isinstance(lab, (list, tuple, np.ndarray)):
+            raise ValueError(f"{name} must be 1-D (one label per example), found the element {lab!r}")
+    return [lab.item() if isinstance(lab, np.generic) else lab for lab in labels]
 
 
 def _check_pair(y_true, y_pred):
@@ -324,9 +330,10 @@ def bio_spans(tags):
     ``end`` is exclusive, so ``tags[start:end]`` are the entity's tags (seqeval's
     ``get_entities`` reports an inclusive end instead: ('PER', 0, 1) for the same entity).
     """
+    tags = list(tags)
     spans = set()
     current_type, start = None, None
-    for i, tag in enumerate(list(tags)):
+    for i, tag in enumerate(tags):
         prefix, typ = _split_tag(tag, i)
         continues = prefix == "I" and typ == current_type
         if current_type is not None and not continues:      # close the open entity
@@ -484,9 +491,13 @@ def perplexity(mean_nll):
         return float("inf")
 
 
+def _is_cupy(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
 def _to_host(a):
-    """NumPy view of a NumPy or CuPy array (or anything np.asarray accepts)."""
-    if type(a).__module__.split(".")[0] == "cupy":
+    """NumPy version of a NumPy or CuPy array (or of anything np.asarray accepts)."""
+    if _is_cupy(a):
         return a.get()
     return np.asarray(a)
 
@@ -709,7 +720,7 @@ def corpus_bleu(hypotheses, references, max_n=4, smooth=None, smooth_value=None,
 
     Worked example (one sentence, N = 4, whitespace tokens):
         hyp "the cat sat on a mat", ref "the cat sat on the mat"
-        p1 = 5/6 ('the' clipped? no: hyp has one 'the', ref two; 'a' unmatched)
+        p1 = 5/6 (every word but 'a' is in the reference)
         p2 = 3/5 (the cat, cat sat, sat on), p3 = 2/4, p4 = 1/3, BP = 1 (6 vs 6)
         BLEU = 100 * (5/6 * 3/5 * 2/4 * 1/3) ** (1/4) = 53.728...
 

@@ -38,6 +38,7 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups = []
         self.state = {}                  # parameter index -> {"step": int, buffers...}
+        self._scratch = {}               # parameter index -> work buffer (never saved)
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
@@ -80,6 +81,13 @@ class Optimizer:
             for p in group["params"]:
                 yield i, group, p
                 i += 1
+
+    def _scratch_for(self, i, param):
+        """A reusable work array shaped like `param`, so a step allocates no temporaries."""
+        buf = self._scratch.get(i)
+        if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
+            buf = self._scratch[i] = get_xp(param).empty_like(param)
+        return buf
 
     def zero_grad(self):
         """Set every gradient to zero in place (backward passes add into .grad with +=)."""
@@ -171,6 +179,11 @@ def _check_nonnegative(group, *keys):
             raise ValueError(f"invalid {key}: {group[key]} (must be >= 0)")
 
 
+def _check_adam_hyperparameters(group):
+    _check_nonnegative(group, "lr", "eps", "weight_decay")
+    _check_betas(group)
+
+
 def _check_betas(group):
     betas = tuple(group["betas"])
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
@@ -201,5 +214,259 @@ class SGD(Optimizer):
             raise ValueError("nesterov momentum needs momentum > 0")
 
     def step(self):
-        for i, group in_group in ():  # pragma: no cover  (placeholder, replaced below)
-            pass
+        """One update of every parameter from its current .grad."""
+        for i, group, p in self._indexed_params():
+            if p.grad is None:
+                continue
+            lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
+            param, d = p.data, p.grad
+            xp = get_xp(param)
+            if wd != 0:
+                d = d + wd * param                              # g = grad + wd * p (new array)
+            if momentum != 0:
+                state = self.state.setdefault(i, {})
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = xp.array(d)  # b = g on the first step (a copy)
+                else:
+                    buf *= momentum                             # b = momentum * b + g
+                    buf += d
+                d = d + momentum * buf if group["nesterov"] else buf
+            param -= lr * d                                     # p = p - lr * d
+
+
+# ----------------------------------------------------------------------------------------
+# Adam and AdamW
+# ----------------------------------------------------------------------------------------
+
+def adam_update(param, grad, state, lr, beta1, beta2, eps, scratch):
+    """One Adam step on one array, in place (the part Adam and AdamW share).
+
+    param, grad, scratch: same shape and dtype; scratch is overwritten (a work buffer that
+    saves allocating temporaries every step). state: {"step", "exp_avg", "exp_avg_sq"},
+    created on the first call.
+
+        t   = t + 1
+        m   = beta1 * m + (1 - beta1) * g           (written m += (1 - beta1) (g - m), torch's lerp_)
+        v   = beta2 * v + (1 - beta2) * g^2
+        p   = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+    xp = get_xp(param)
+    if not state:
+        state["step"] = 0
+        state["exp_avg"] = xp.zeros_like(param)
+        state["exp_avg_sq"] = xp.zeros_like(param)
+    state["step"] += 1
+    t, m, v, tmp = state["step"], state["exp_avg"], state["exp_avg_sq"], scratch
+    # first moment: m += (1 - beta1) * (g - m)
+    xp.subtract(grad, m, out=tmp)
+    tmp *= 1.0 - beta1
+    m += tmp
+    # second moment: v = beta2 * v + ((1 - beta2) * g) * g
+    v *= beta2
+    xp.multiply(grad, 1.0 - beta2, out=tmp)
+    tmp *= grad
+    v += tmp
+    # bias correction: m and v start at 0, so early averages are too small by (1 - beta^t)
+    step_size = lr / (1.0 - beta1 ** t)
+    bias_correction2_sqrt = (1.0 - beta2 ** t) ** 0.5
+    xp.sqrt(v, out=tmp)                                  # denom = sqrt(v_hat) + eps
+    tmp /= bias_correction2_sqrt
+    tmp += eps
+    xp.divide(m, tmp, out=tmp)                           # m / denom
+    tmp *= step_size
+    param -= tmp
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015), as torch.optim.Adam: weight decay is an L2 term in the gradient.
+
+        g = grad + weight_decay * p,   then the update of `adam_update`.
+
+    With adaptive step sizes an L2 term is scaled by 1/sqrt(v) like the rest of the
+    gradient, so large-gradient weights are barely decayed; AdamW decouples the decay.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    def _check_hyperparameters(self, group):
+        _check_adam_hyperparameters(group)
+
+    def step(self):
+        """One update of every parameter from its current .grad."""
+        for i, group, p in self._indexed_params():
+            if p.grad is None:
+                continue
+            beta1, beta2 = group["betas"]
+            grad, wd = p.grad, group["weight_decay"]
+            if wd != 0:
+                grad = grad + wd * p.data                    # L2: g = grad + wd * p
+            adam_update(p.data, grad, self.state.setdefault(i, {}), group["lr"],
+                        beta1, beta2, group["eps"], self._scratch_for(i, p.data))
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as torch.optim.AdamW.
+
+    For each parameter p with gradient g, at step t = 1, 2, ...:
+
+        p   = p - lr * weight_decay * p                 decoupled decay (before the Adam step)
+        m   = beta1 * m + (1 - beta1) * g               first moment (running mean of g)
+        v   = beta2 * v + (1 - beta2) * g^2             second moment (running mean of g^2)
+        m_hat = m / (1 - beta1^t)                       bias correction: m, v start at 0
+        v_hat = v / (1 - beta2^t)
+        p   = p - lr * m_hat / (sqrt(v_hat) + eps)
+
+    The decay shrinks p towards 0 at a rate that does not depend on the gradient's scale.
+    Decay the weight matrices and embeddings (ndim >= 2) but not the biases and LayerNorm
+    gains/shifts (ndim < 2), which have no reason to be small: build the two groups with
+    `param_groups_with_decay(model.named_parameters(), weight_decay)`.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    def _check_hyperparameters(self, group):
+        _check_adam_hyperparameters(group)
+
+    def step(self):
+        """One update of every parameter from its current .grad."""
+        for i, group, p in self._indexed_params():
+            if p.grad is None:
+                continue
+            beta1, beta2 = group["betas"]
+            lr, wd = group["lr"], group["weight_decay"]
+            if wd != 0:
+                p.data *= 1.0 - lr * wd                      # decoupled decay: p -= lr * wd * p
+            adam_update(p.data, p.grad, self.state.setdefault(i, {}), lr,
+                        beta1, beta2, group["eps"], self._scratch_for(i, p.data))
+
+
+def param_groups_with_decay(named_params, weight_decay):
+    """Two AdamW groups: matrices and embeddings decayed, biases and LayerNorm not.
+
+    named_params: (name, Parameter) pairs, e.g. model.named_parameters().
+    Returns [{"params": ndim >= 2, "weight_decay": weight_decay, "param_names": [...]},
+             {"params": ndim < 2,  "weight_decay": 0.0,          "param_names": [...]}]
+    (nanoGPT's rule: "any parameter that is 2D will be weight decayed").
+    """
+    if not weight_decay >= 0.0:
+        raise ValueError(f"invalid weight_decay: {weight_decay} (must be >= 0)")
+    decay, no_decay = [], []
+    for name, p in named_params:
+        (decay if p.data.ndim >= 2 else no_decay).append((name, p))
+    return [
+        {"params": [p for _, p in decay], "param_names": [n for n, _ in decay],
+         "weight_decay": weight_decay},
+        {"params": [p for _, p in no_decay], "param_names": [n for n, _ in no_decay],
+         "weight_decay": 0.0},
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# Gradient clipping
+# ----------------------------------------------------------------------------------------
+
+def clip_grad_norm_(params, max_norm):
+    """Scale all gradients together so that their joint L2 norm is at most max_norm.
+
+        total = sqrt(sum over parameters of sum(grad^2))
+        coef  = min(1, max_norm / (total + 1e-6));   grad = coef * grad   (in place)
+
+    Same semantics as torch.nn.utils.clip_grad_norm_; max_norm=inf only measures.
+    Returns total (the norm *before* clipping) as a Python float. Raises FloatingPointError
+    if total is nan or inf: an update with such gradients would ruin the weights.
+    """
+    if not max_norm > 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return 0.0
+    xp = get_xp(params[0].grad)
+    squares = [xp.vdot(p.grad.ravel(), p.grad.ravel()) for p in params]   # sum(g^2) per param
+    total = float(xp.sqrt(xp.sum(xp.stack(squares))))                    # one device sync
+    if not math.isfinite(total):
+        bad = [p.name or f"#{i}" for i, p in enumerate(params)
+               if not bool(xp.isfinite(p.grad).all())]
+        where = (f"non-finite values in the gradients of {bad[:5]}" if bad else
+                 "all gradients are finite but the sum of their squares overflowed")
+        raise FloatingPointError(f"gradient norm is nan/inf ({total}): {where}. The loss has "
+                                 "probably diverged; lower the learning rate or check the inputs.")
+    coef = max_norm / (total + 1e-6)
+    if coef < 1.0:
+        for p in params:
+            p.grad *= coef
+    return total
+
+
+# ----------------------------------------------------------------------------------------
+# Learning-rate schedules: plain functions step -> lr
+# ----------------------------------------------------------------------------------------
+
+def _check_schedule(step, warmup_steps, max_steps=None, **lrs):
+    for name, value in lrs.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    if max_steps is not None and max_steps < warmup_steps:
+        raise ValueError(f"max_steps ({max_steps}) must be >= warmup_steps ({warmup_steps})")
+
+
+def cosine_with_warmup(step, max_lr, min_lr, warmup_steps, max_steps):
+    """Linear warmup, then cosine decay from max_lr to min_lr; nanoGPT's `get_lr(it)` exactly.
+
+    step counts from 0 (the step about to be taken):
+        step <  warmup_steps:   lr = max_lr * (step + 1) / (warmup_steps + 1)
+        step >  max_steps:      lr = min_lr
+        otherwise:              r  = (step - warmup_steps) / (max_steps - warmup_steps)
+                                lr = min_lr + 0.5 * (1 + cos(pi * r)) * (max_lr - min_lr)
+    (This is nanoGPT's current train.py; older versions warmed up as max_lr * step / warmup.)
+    With max_steps == warmup_steps, where nanoGPT would divide by zero, lr = min_lr after warmup.
+    """
+    _check_schedule(step, warmup_steps, max_steps, max_lr=max_lr, min_lr=min_lr)
+    if step < warmup_steps:
+        return max_lr * (step + 1) / (warmup_steps + 1)
+    if step > max_steps or max_steps == warmup_steps:
+        return min_lr
+    decay_ratio = (step - warmup_steps) / (max_steps - warmup_steps)      # 0 -> 1
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))                 # 1 -> 0
+    return min_lr + coeff * (max_lr - min_lr)
+
+
+def linear_with_warmup(step, max_lr, warmup_steps, max_steps):
+    """Linear warmup from 0 to max_lr, then linear decay to 0 at max_steps (absolute lr).
+
+    The shape of Hugging Face's get_linear_schedule_with_warmup, whose multiplier is
+        step <  warmup_steps:   step / max(1, warmup_steps)
+        otherwise:              max(0, (max_steps - step) / max(1, max_steps - warmup_steps))
+    and this returns max_lr * multiplier (pass max_lr=1.0 to get the multiplier itself).
+    """
+    _check_schedule(step, warmup_steps, max_steps, max_lr=max_lr)
+    if step < warmup_steps:
+        return max_lr * (float(step) / float(max(1, warmup_steps)))
+    return max_lr * max(0.0, float(max_steps - step) / float(max(1, max_steps - warmup_steps)))
+
+
+def noam(step, d_model, warmup, factor=1.0):
+    """The "Attention Is All You Need" schedule (Vaswani et al. 2017, eq. 3); step counts from 1.
+
+        lr = factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)
+
+    It rises linearly for `warmup` steps, peaks at factor / sqrt(d_model * warmup), then
+    decays as 1/sqrt(step). (The paper uses factor 1 with Adam betas (0.9, 0.98), eps 1e-9.)
+    """
+    if step < 1:
+        raise ValueError(f"noam counts steps from 1, got step={step}")
+    if not warmup > 0:
+        raise ValueError(f"warmup must be > 0, got {warmup}")
+    if not d_model > 0:
+        raise ValueError(f"d_model must be > 0, got {d_model}")
+    if not factor >= 0:
+        raise ValueError(f"factor must be >= 0, got {factor}")
+    return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)

@@ -27,7 +27,7 @@ class CausalSelfAttention(Module):
         self.cache = None
 
     def named_children(self):
-        return [("c_attn", self.c_attn), ("c_proj", self.c_proj)]
+        return [("c_attn", self.c_attn), ("c_proj", self.c_proj), ("resid_dropout", self.resid_dropout)]
 
     def forward(self, x, key_mask=None):
         """x: (B, T, C), key_mask: (B, 1, 1, T) bool (False = padding) or None -> (B, T, C)"""

@@ -5,7 +5,7 @@ the cache, *adds* parameter gradients into ``Parameter.grad`` with ``+=`` and re
 gradient w.r.t. its inputs. Parameters and children are listed by hand in each class
 (``named_children`` / ``own_parameters``), so a reader can grep for them.
 """
-from ..backend import get_xp, resolve_dtype, to_numpy
+from ..backend import full, get_xp, host_rng, random_normal, to_numpy
 
 
 class Parameter:
@@ -40,6 +40,8 @@ class Module:
         return []
 
     def named_children(self):
+        """(name, Module) for every sub-module, parameter-free ones (Dropout) included, so
+        that train()/eval() reach them."""
         return []
 
     def named_parameters(self, prefix=""):
@@ -117,15 +119,9 @@ class Module:
 
 
 def new_param(shape, dtype, rng, std=None, fill=None, name=""):
-    """A Parameter on the active backend: N(0, std^2) from the NumPy `rng`, or constant `fill`.
-
-    Initial values are drawn on the host with NumPy so that a seed gives the same model on
-    every backend.
-    """
-    import numpy as np  # host-side initialisation only
-    dt = resolve_dtype(dtype)
-    if fill is not None:
-        host = np.full(shape, fill, dtype=dt)
-    else:
-        host = (rng.standard_normal(shape) * std).astype(dt)
-    return Parameter(get_xp().asarray(host), name=name)
+    """A Parameter on the active backend: N(0, std^2) drawn from the host Generator `rng`
+    (so a seed gives the same model on every backend), or the constant `fill`."""
+    if fill is None and rng is None:
+        rng = host_rng(0)                     # a layer built on its own: reproducible default
+    data = full(shape, fill, dtype) if fill is not None else random_normal(rng, shape, std, dtype)
+    return Parameter(data, name=name)

@@ -1,7 +1,5 @@
 """Input validation shared by the models: clear Python errors instead of wrong answers."""
-import numpy as np
-
-from ..backend import asarray, get_xp, to_numpy
+from ..backend import HOST_INT64, as_host_array, asarray, get_xp, to_numpy
 
 
 def as_ids(name, ids, vocab_size=None, ndim=2, allow_ignore=False):
@@ -10,15 +8,13 @@ def as_ids(name, ids, vocab_size=None, ndim=2, allow_ignore=False):
     Accepts lists, NumPy or CuPy arrays. Raises TypeError for non-integer arrays and
     ValueError for the wrong rank or ids outside [0, vocab_size) (-100 allowed for labels).
     """
-    if isinstance(ids, (list, tuple)):
-        ids = np.asarray(ids)
-    host = ids
+    host = as_host_array(ids)
     if host.dtype == object:
         raise TypeError(f"{name} must be a rectangular array of integers (ragged lists need padding)")
     if host.dtype.kind not in "iu":
         if host.size > 0 or host.dtype.kind == "b":
             raise TypeError(f"{name} must hold integers, got dtype {host.dtype}")
-        host = host.astype(np.int64)          # an empty list arrives as float64
+        host = host.astype(HOST_INT64)          # an empty list arrives as float64
     if host.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D "
                          f"{'(batch, sequence)' if ndim == 2 else ''}, got shape {tuple(host.shape)}")

@@ -13,9 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 
-import numpy as np  # host-side only: seeding and checkpoint arrays
-
-from ..backend import get_xp, resolve_dtype, to_numpy
+from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
 from ..layers import CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module
 from ..losses import cross_entropy_backward, cross_entropy_forward
@@ -83,7 +81,8 @@ class GPTBlock(Module):
         self.mlp_dropout = Dropout(cfg.resid_pdrop, dropout_rng)
 
     def named_children(self):
-        return [("ln_1", self.ln_1), ("attn", self.attn), ("ln_2", self.ln_2), ("mlp", self.mlp)]
+        return [("ln_1", self.ln_1), ("attn", self.attn), ("ln_2", self.ln_2), ("mlp", self.mlp),
+                ("mlp_dropout", self.mlp_dropout)]
 
     def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
         h = x + self.attn.forward(self.ln_1.forward(x), key_mask)
@@ -111,7 +110,7 @@ class GPTBackbone(Module):
         self.ln_f = LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon, dtype)
 
     def named_children(self):
-        return ([("wte", self.wte), ("wpe", self.wpe)]
+        return ([("wte", self.wte), ("wpe", self.wpe), ("drop", self.drop)]
                 + [(f"h.{i}", block) for i, block in enumerate(self.h)]
                 + [("ln_f", self.ln_f)])
 
@@ -126,7 +125,7 @@ class GPT(Module):
     def __init__(self, config, dtype="float32"):
         self.config = config
         self.dtype = resolve_dtype(dtype)
-        rng = np.random.default_rng(config.seed)                 # initialisation (host, backend-independent)
+        rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
         self._dropout_gen = get_xp().random.default_rng(config.seed + 1)
         dropout_rng = self.dropout_generator
         self.transformer = GPTBackbone(config, self.dtype, rng, dropout_rng)

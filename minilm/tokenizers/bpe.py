@@ -1,0 +1,671 @@
+"""Byte-level Byte Pair Encoding (BPE), the tokenizer of GPT-2.
+
+The idea (Sennrich et al. 2016, applied to bytes by GPT-2):
+
+1. Start from the 256 possible bytes: any text is a sequence of UTF-8 bytes, so
+   nothing is ever "unknown".
+2. Training: repeatedly find the most frequent pair of adjacent tokens and
+   replace it everywhere by a new token.  The list of merges, in the order they
+   were learnt, *is* the tokenizer.
+3. Encoding: turn the text into bytes and apply the learnt merges, always the
+   earliest-learnt (lowest rank) merge that is possible, until none applies.
+4. Decoding: concatenate the bytes of every token and decode as UTF-8.
+
+Before counting pairs, GPT-2 cuts the text into chunks with a regular
+expression (words with their leading space, runs of digits, runs of
+punctuation, whitespace) and never merges across chunk boundaries, so that
+"dog", "dog." and "dog!" share the token " dog".
+
+A known answer (the Wikipedia example, used by Karpathy's minbpe), with no
+pre-tokenisation split so the whole string is one chunk::
+
+    >>> tok = BPETokenizer(pattern=None)
+    >>> tok.train("aaabdaaabac", vocab_size=256 + 3)
+    >>> tok.encode("aaabdaaabac")   # aa -> 256 (Z), ab -> 257 (Y), ZY -> 258 (X): "XdXac"
+    [258, 100, 258, 97, 99]
+    >>> tok.decode([258, 100, 258, 97, 99])
+    'aaabdaaabac'
+
+The files written by :meth:`BPETokenizer.save` are GPT-2's own ``vocab.json`` +
+``merges.txt``, so the same class loads the real GPT-2 tokenizer::
+
+    tok = BPETokenizer.from_pretrained("path/to/gpt2")   # folder with vocab.json, merges.txt
+    tok.encode("Hello world")   # -> [15496, 995], exactly as GPT-2
+
+Ids vs. the byte alphabet: a freshly trained tokenizer gives byte ``b`` the id
+``b``.  GPT-2's files order the bytes differently (id 0 is ``"!"``), so the
+class never assumes ``id == byte``; it keeps a ``byte -> id`` table instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import json
+import os
+import re
+import unicodedata
+from collections import Counter, defaultdict
+
+__all__ = ["BPETokenizer", "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "gpt2_split_regex"]
+
+
+# ------------------------------------------------------------------- GPT-2 split
+#: The pre-tokenisation pattern of GPT-2 (``encoder.py`` of openai/gpt-2), written
+#: for the third-party ``regex`` module.  Stdlib ``re`` has no ``\p{...}``; see
+#: :func:`gpt2_split_regex` for the translation that is actually used.
+GPT2_SPLIT_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+# Unicode White_Space, which is what ``\s`` means in the ``regex`` module.  Stdlib
+# ``re``'s ``\s`` (str.isspace) also matches U+001C..U+001F (the "information
+# separators"), which GPT-2 treats as punctuation, so we spell the set out.
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _char_class_ranges(codepoints) -> str:
+    """Sorted code points -> the inside of a ``[...]`` class, e.g. ``\\u00b2-\\u00b3\\u00b9``."""
+    parts = []
+    cps = list(codepoints)
+    i = 0
+    while i < len(cps):
+        j = i
+        while j + 1 < len(cps) and cps[j + 1] == cps[j] + 1:
+            j += 1
+        lo, hi = cps[i], cps[j]
+        parts.append(f"\\U{lo:08x}" if lo == hi else f"\\U{lo:08x}-\\U{hi:08x}")
+        i = j + 1
+    return "".join(parts)
+
+
+@functools.lru_cache(maxsize=None)
+def gpt2_split_regex() -> "re.Pattern[str]":
+    r"""GPT-2's split pattern translated to stdlib ``re``.
+
+    How each piece is translated (``\w`` in Python 3 ``re`` is exactly: Unicode
+    letters L*, Unicode numbers N*, and ``_``; this is checked in the tests):
+
+    * ``\p{L}`` (letters)  -> ``[^\W\d_<Nl+No>]``: word characters that are not a
+      decimal digit, not ``_``, and not one of the "other" numbers.  Plain
+      ``[^\W\d_]`` would be wrong: ``\d`` is only the decimal digits (category
+      Nd), so characters like '²' (No), '½' (No) or 'Ⅻ' (Nl) are word characters
+      that are not ``\d`` and would be taken for letters.
+    * ``\p{N}`` (numbers)  -> ``[\d<Nl+No>]``: decimal digits plus the Nl and No
+      characters, listed explicitly (about 1 100 code points).
+    * ``\s``               -> the Unicode White_Space set spelled out (see above).
+    * ``[^\s\p{L}\p{N}]``  -> ``(?:[^<ws>\w]|_)``: neither whitespace nor a word
+      character, or the underscore (which ``\w`` includes but is not L/N).
+
+    Where it may still differ from the ``regex`` module (or tiktoken / HF
+    tokenizers): the Unicode version.  Categories come from Python's
+    ``unicodedata`` (Unicode 14.0 on Python 3.11, 15.0 on 3.12 ...), so code
+    points assigned in a later Unicode version than the other library's (or
+    vice versa) are classified differently.  Everything else, including the
+    backtracking of ``\s+(?!\S)``, behaves identically.
+
+    >>> gpt2_split_regex().findall("Hello world! It's 2024, x²+y² ½")
+    ['Hello', ' world', '!', ' It', "'s", ' 2024', ',', ' x', '²', '+', 'y', '²', ' ½']
+    """
+    other_numbers = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) in ("Nl", "No")]
+    no = _char_class_ranges(other_numbers)
+    letter = rf"[^\W\d_{no}]"
+    number = rf"[\d{no}]"
+    space = f"[{_WHITESPACE}]"
+    not_space = f"[^{_WHITESPACE}]"
+    other = rf"(?:[^{_WHITESPACE}\w]|_)"
+    pattern = (
+        r"'s|'t|'re|'ve|'m|'ll|'d"
+        rf"| ?{letter}+"
+        rf"| ?{number}+"
+        rf"| ?{other}+"
+        rf"|{space}+(?!{not_space})"
+        rf"|{space}+"
+    )
+    return re.compile(pattern)
+
+
+# ------------------------------------------------------------ GPT-2 file format
+@functools.lru_cache(maxsize=None)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table byte -> printable character used in ``vocab.json``/``merges.txt``.
+
+    Printable bytes map to themselves; the others (control characters, space,
+    ...) are shifted to code points 256+ so every token is a visible string
+    without spaces.  The space byte becomes 'Ġ', newline 'Ċ'.
+
+    >>> table = bytes_to_unicode()
+    >>> table[ord("a")], table[ord(" ")], table[ord("\\n")]
+    ('a', 'Ġ', 'Ċ')
+    """
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+@functools.lru_cache(maxsize=None)
+def _unicode_to_bytes() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def _token_to_str(token: bytes) -> str:
+    """``b" hello"`` -> ``"Ġhello"`` (GPT-2 file spelling of a token's bytes)."""
+    table = bytes_to_unicode()
+    return "".join(table[b] for b in token)
+
+
+def _str_to_token(s: str) -> bytes | None:
+    """``"Ġhello"`` -> ``b" hello"``; None if ``s`` uses characters outside the byte alphabet."""
+    table = _unicode_to_bytes()
+    try:
+        return bytes(table[c] for c in s)
+    except KeyError:
+        return None
+
+
+# ---------------------------------------------------------------------- helpers
+def _merge(ids: list[int], pair: tuple[int, int], new_id: int) -> list[int]:
+    """Replace every non-overlapping occurrence of ``pair`` (left to right) by ``new_id``.
+
+    >>> _merge([1, 2, 3, 1, 2], (1, 2), 4)
+    [4, 3, 4]
+    >>> _merge([5, 5, 5], (5, 5), 6)
+    [6, 5]
+    """
+    out = []
+    i = 0
+    n = len(ids)
+    a, b = pair
+    while i < n:
+        if i + 1 < n and ids[i] == a and ids[i + 1] == b:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return out
+
+
+_DEFAULT = "gpt2"  # marker meaning "GPT-2's split pattern"
+
+
+class BPETokenizer:
+    """Byte-level BPE tokenizer (GPT-2 style).
+
+    Args:
+        pattern: how text is cut into chunks before BPE.  ``"gpt2"`` (default)
+            or :data:`GPT2_SPLIT_PATTERN`: GPT-2's pattern (translated to stdlib
+            ``re``).  ``None``: no split, the whole text (between special tokens)
+            is a single chunk, as in minbpe's ``BasicTokenizer``.  Any other
+            string is compiled with stdlib ``re``.
+
+    Attributes:
+        vocab: ``{id: bytes}`` for every token, special tokens included (their
+            bytes are their UTF-8 text).
+        merges: ``{(id_a, id_b): new_id}`` in rank order (first learnt first).
+        special_tokens: ``{text: id}``, e.g. ``{"<|endoftext|>": 50256}``.
+
+    Special tokens (like ``<|endoftext|>``) are never produced by merges.  The
+    choice made here: :meth:`encode` recognises them in the text **by default**
+    (``allowed_special="all"``), as Hugging Face's GPT2Tokenizer does and as
+    tiktoken's ``encode(text, allowed_special="all")`` does; pass
+    ``allowed_special="none"`` (or call :meth:`encode_ordinary`) to encode them
+    as ordinary text like tiktoken's ``encode_ordinary``.  Unlike tiktoken's
+    plain ``encode`` nothing raises when a disallowed special token appears.
+
+    >>> tok = BPETokenizer()
+    >>> tok.train("the cat<|endoftext|>the hat<|endoftext|>", 256 + 3, special_tokens=["<|endoftext|>"])
+    >>> tok.special_tokens
+    {'<|endoftext|>': 258}
+    >>> tok.merges      # "at" (in " cat" and " hat") and "he" (twice in "the")
+    {(97, 116): 256, (104, 101): 257}
+    >>> tok.encode("the hat<|endoftext|>")    # t, he, space, h, at, <|endoftext|>
+    [116, 257, 32, 104, 256, 258]
+    >>> tok.encode_ordinary("<|endoftext|>")[:3]
+    [60, 124, 101]
+    """
+
+    def __init__(self, pattern=_DEFAULT):
+        self.vocab: dict[int, bytes] = {b: bytes([b]) for b in range(256)}
+        self.merges: dict[tuple[int, int], int] = {}
+        self.special_tokens: dict[str, int] = {}
+        self._byte_ids: list[int | None] = list(range(256))  # byte value -> token id
+        self._set_pattern(pattern)
+        self._rebuild()
+
+    # ------------------------------------------------------------ internals
+    def _set_pattern(self, pattern) -> None:
+        if pattern == _DEFAULT or pattern == GPT2_SPLIT_PATTERN:
+            self.pattern = _DEFAULT
+            self._split_re = gpt2_split_regex()
+        elif pattern is None:
+            self.pattern = None
+            self._split_re = None
+        elif isinstance(pattern, str):
+            self.pattern = pattern
+            self._split_re = re.compile(pattern)
+        else:
+            raise TypeError(f"pattern must be 'gpt2', None or a regular expression string, got {type(pattern).__name__}")
+
+    def _rebuild(self) -> None:
+        """Recompute the derived tables after vocab/merges/special tokens changed."""
+        self._ranks = {pair: rank for rank, pair in enumerate(self.merges)}
+        self._inverse_special = {i: s for s, i in self.special_tokens.items()}
+        self._special_re = self._special_regex(self.special_tokens)
+        self._cache: dict[str, list[int]] = {}
+
+    @staticmethod
+    def _special_regex(specials):
+        if not specials:
+            return None
+        # longest first, so that "<|a|>" wins over a special "<|a" at the same place
+        alternatives = sorted(specials, key=len, reverse=True)
+        return re.compile("(" + "|".join(re.escape(s) for s in alternatives) + ")")
+
+    def _chunks(self, text: str) -> list[str]:
+        """Pre-tokenisation: ``"Hello world!"`` -> ``["Hello", " world", "!"]``."""
+        if not text:
+            return []
+        if self._split_re is None:
+            return [text]
+        return self._split_re.findall(text)
+
+    def _split_special(self, text: str, specials) -> list[tuple[str, bool]]:
+        """``"a<|endoftext|>b"`` -> ``[("a", False), ("<|endoftext|>", True), ("b", False)]``."""
+        regex = self._special_regex(specials)
+        if regex is None:
+            return [(text, False)] if text else []
+        parts = regex.split(text)  # the capturing group keeps the specials at odd positions
+        return [(p, i % 2 == 1) for i, p in enumerate(parts) if p]
+
+    # ------------------------------------------------------------- training
+    def train(self, text: str, vocab_size: int, verbose: bool = False, special_tokens=()) -> None:
+        """Learn merges on ``text`` until the vocabulary has ``vocab_size`` tokens.
+
+        ``vocab_size`` counts the 256 byte tokens, the merges and the special
+        tokens (GPT-2: 256 + 50 000 + 1 = 50 257); special tokens get the last
+        ids.  Special tokens occurring in ``text`` are cut out first and never
+        take part in merges.  Training stops early if no pair is left to merge.
+
+        Ties between equally frequent pairs go to the pair with the smallest ids
+        (deterministic; minbpe instead takes the pair seen first in the text).
+
+        Pair counts are kept up to date incrementally: text is reduced to its
+        distinct chunks with their counts, and a merge only revisits the chunks
+        that contain the merged pair.
+
+        >>> tok = BPETokenizer(pattern=None)
+        >>> tok.train("aaabdaaabac", 259)
+        >>> {pair: new for pair, new in tok.merges.items()}
+        {(97, 97): 256, (97, 98): 257, (256, 257): 258}
+        """
+        special_tokens = list(dict.fromkeys(special_tokens))
+        if vocab_size < 256:
+            raise ValueError(f"vocab_size must be at least 256 (one token per byte), got {vocab_size}")
+        if vocab_size < 256 + len(special_tokens):
+            raise ValueError(
+                f"vocab_size={vocab_size} leaves no room for the 256 byte tokens plus "
+                f"{len(special_tokens)} special token(s)"
+            )
+        for s in special_tokens:
+            if not isinstance(s, str) or not s:
+                raise ValueError(f"special tokens must be non-empty strings, got {s!r}")
+        target = vocab_size - len(special_tokens)  # size before adding the special tokens
+
+        # 1. distinct chunks and how often each occurs
+        chunk_counts: Counter[str] = Counter()
+        for piece, is_special in self._split_special(text, special_tokens):
+            if not is_special:
+                chunk_counts.update(self._chunks(piece))
+        words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]
+        counts = list(chunk_counts.values())
+
+        # 2. initial pair counts, and which words contain each pair
+        pair_counts: dict[tuple[int, int], int] = defaultdict(int)
+        where: dict[tuple[int, int], set[int]] = defaultdict(set)
+        for w, ids in enumerate(words):
+            for pair in zip(ids, ids[1:]):
+                pair_counts[pair] += counts[w]
+                where[pair].add(w)
+        # max-heap of (-count, pair); entries go stale when a count changes and are
+        # skipped when popped (a fresh entry is pushed for every change)
+        heap = [(-c, pair) for pair, c in pair_counts.items()]
+        heapq.heapify(heap)
+
+        vocab = {b: bytes([b]) for b in range(256)}
+        bytes_to_id = {v: k for k, v in vocab.items()}
+        merges: dict[tuple[int, int], int] = {}
+        n_merges = 0
+        while len(vocab) < target:
+            # 3. most frequent pair
+            best = None
+            while heap:
+                neg_count, pair = heapq.heappop(heap)
+                if pair_counts.get(pair, 0) == -neg_count > 0:
+                    best = pair
+                    break
+            if best is None:
+                if verbose:
+                    print(f"no pair left to merge; stopping with {len(vocab)} tokens")
+                break
+            count = pair_counts[best]
+            new_bytes = vocab[best[0]] + vocab[best[1]]
+            if best in merges:  # can only happen after a merge re-created an existing token
+                new_id = merges[best]
+            elif new_bytes in bytes_to_id:
+                # the same bytes already form a token (learnt through another split,
+                # e.g. (a, bc) after (ab, c)): reuse its id, as GPT-2's vocab.json
+                # (text -> id) can only hold one id per string
+                new_id = bytes_to_id[new_bytes]
+                merges[best] = new_id
+            else:
+                new_id = len(vocab)
+                vocab[new_id] = new_bytes
+                bytes_to_id[new_bytes] = new_id
+                merges[best] = new_id
+            n_merges += 1
+            if verbose:
+                print(f"merge {n_merges}: {best} -> {new_id} ({new_bytes!r}) had {count} occurrences")
+
+            # 4. apply it to every word containing the pair, updating the counts
+            changed = set()
+            for w in where.pop(best):
+                old = words[w]
+                new = _merge(old, best, new_id)
+                if len(new) == len(old):  # stale entry of `where`
+                    continue
+                c = counts[w]
+                for pair in zip(old, old[1:]):
+                    pair_counts[pair] -= c
+                    changed.add(pair)
+                for pair in zip(new, new[1:]):
+                    pair_counts[pair] += c
+                    where[pair].add(w)
+                    changed.add(pair)
+                words[w] = new
+            for pair in changed:
+                c = pair_counts[pair]
+                if c > 0:
+                    heapq.heappush(heap, (-c, pair))
+                else:
+                    del pair_counts[pair]
+                    where.pop(pair, None)
+
+        base = len(vocab)  # == target unless training ran out of pairs
+        for k, s in enumerate(special_tokens):
+            vocab[base + k] = s.encode("utf-8")
+        self.vocab = vocab
+        self.merges = merges
+        self.special_tokens = {s: base + k for k, s in enumerate(special_tokens)}
+        self._byte_ids = list(range(256))
+        self._rebuild()
+
+    # ------------------------------------------------------------- encoding
+    def _encode_chunk(self, chunk: str) -> list[int]:
+        """BPE on one chunk: ``" hello"`` -> ids, applying the lowest-rank merge first."""
+        cached = self._cache.get(chunk)
+        if cached is not None:
+            return list(cached)
+        byte_ids = self._byte_ids
+        ids = []
+        for b in chunk.encode("utf-8"):
+            i = byte_ids[b]
+            if i is None:
+                raise ValueError(f"byte 0x{b:02x} (in {chunk!r}) has no token in this vocabulary")
+            ids.append(i)
+        ranks = self._ranks
+        while len(ids) >= 2:
+            # the adjacent pair that was learnt first
+            pair = min(zip(ids, ids[1:]), key=lambda p: ranks.get(p, float("inf")))
+            if pair not in ranks:
+                break
+            ids = _merge(ids, pair, self.merges[pair])
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[chunk] = ids
+        return list(ids)
+
+    def _allowed_specials(self, allowed_special) -> dict[str, int]:
+        if allowed_special == "all":
+            return self.special_tokens
+        if allowed_special == "none" or allowed_special is None:
+            return {}
+        if isinstance(allowed_special, str):
+            raise ValueError(f"allowed_special must be 'all', 'none' or a collection of strings, got {allowed_special!r}")
+        allowed = set(allowed_special)
+        unknown = allowed - set(self.special_tokens)
+        if unknown:
+            raise ValueError(f"not special tokens of this tokenizer: {sorted(unknown)!r}")
+        return {s: i for s, i in self.special_tokens.items() if s in allowed}
+
+    def encode(self, text: str, allowed_special="all") -> list[int]:
+        """Text -> list of token ids.
+
+        ``allowed_special``: ``"all"`` (default: every special token written in
+        the text becomes its id), ``"none"`` (special tokens are encoded as
+        plain text), or a set of the special tokens to recognise.
+
+        >>> tok = BPETokenizer()            # untrained: one token per byte
+        >>> tok.encode("hé!")
+        [104, 195, 169, 33]
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"encode expects a str, got {type(text).__name__}")
+        specials = self._allowed_specials(allowed_special)
+        ids: list[int] = []
+        for piece, is_special in self._split_special(text, specials):
+            if is_special:
+                ids.append(specials[piece])
+            else:
+                for chunk in self._chunks(piece):
+                    ids.extend(self._encode_chunk(chunk))
+        return ids
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Like ``encode(text, allowed_special="none")``: special tokens are plain text."""
+        return self.encode(text, allowed_special="none")
+
+    def decode_bytes(self, ids) -> bytes:
+        """Ids -> the raw bytes they stand for (may be cut inside a UTF-8 character)."""
+        parts = []
+        for i in ids:
+            i = int(i)
+            token = self.vocab.get(i)
+            if token is None:
+                raise ValueError(f"token id {i} is not in the vocabulary (vocab_size={self.vocab_size})")
+            parts.append(token)
+        return b"".join(parts)
+
+    def decode(self, ids) -> str:
+        """Ids -> text.  Invalid UTF-8 (e.g. half of a multi-byte character)
+        becomes U+FFFD, as GPT-2's ``errors="replace"``.
+
+        >>> BPETokenizer().decode([104, 195, 169, 33])
+        'hé!'
+        >>> BPETokenizer().decode([104, 195])
+        'h\\ufffd'
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of an embedding table indexed by these ids (largest id + 1)."""
+        return max(self.vocab) + 1 if self.vocab else 0
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        pattern = "gpt2" if self.pattern == _DEFAULT else self.pattern
+        return (
+            f"BPETokenizer(vocab_size={self.vocab_size}, merges={len(self.merges)}, "
+            f"special_tokens={list(self.special_tokens)}, pattern={pattern!r})"
+        )
+
+    def token_strings(self, ids) -> list[str]:
+        """Ids -> GPT-2 spellings of the tokens, e.g. ``[" hello"]`` -> ``["Ġhello"]``; handy for looking at encodings."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i in self._inverse_special:
+                out.append(self._inverse_special[i])
+            elif i in self.vocab:
+                out.append(_token_to_str(self.vocab[i]))
+            else:
+                raise ValueError(f"token id {i} is not in the vocabulary (vocab_size={self.vocab_size})")
+        return out
+
+    # ---------------------------------------------------------------- files
+    @staticmethod
+    def _paths(path) -> tuple[str, str, str]:
+        """Directory -> ``dir/vocab.json`` ...; anything else is a prefix -> ``prefix-vocab.json`` ..."""
+        path = os.fspath(path)
+        if os.path.isdir(path) or path.endswith(("/", os.sep)):
+            return (
+                os.path.join(path, "vocab.json"),
+                os.path.join(path, "merges.txt"),
+                os.path.join(path, "minilm_bpe.json"),
+            )
+        return path + "-vocab.json", path + "-merges.txt", path + "-minilm_bpe.json"
+
+    def save(self, prefix_or_dir) -> list[str]:
+        """Write GPT-2's file format and return the paths written.
+
+        ``prefix_or_dir`` an existing directory, or a path ending in "/": writes
+        ``vocab.json``, ``merges.txt`` (loadable by GPT-2/Hugging Face code) and
+        ``minilm_bpe.json`` (split pattern and special tokens, which GPT-2's two
+        files cannot express) into it.  Otherwise it is a prefix:
+        ``prefix-vocab.json``, ``prefix-merges.txt``, ``prefix-minilm_bpe.json``.
+
+        ``vocab.json``: ``{"Ġhello": 31373, ...}``, tokens spelt with
+        :func:`bytes_to_unicode`, special tokens written as their text.
+        ``merges.txt``: ``#version: 0.2`` then one merge per line, ``Ġ hello``,
+        in rank order.
+        """
+        vocab_path, merges_path, config_path = self._paths(prefix_or_dir)
+        os.makedirs(os.path.dirname(vocab_path) or ".", exist_ok=True)
+        encoder: dict[str, int] = {}
+        for i in sorted(self.vocab):
+            s = self._inverse_special[i] if i in self._inverse_special else _token_to_str(self.vocab[i])
+            if s in encoder:
+                raise ValueError(f"tokens {encoder[s]} and {i} are both spelt {s!r}; GPT-2's vocab.json cannot hold both")
+            encoder[s] = i
+        with open(vocab_path, "w", encoding="utf-8") as f:
+            json.dump(encoder, f, ensure_ascii=False)
+        with open(merges_path, "w", encoding="utf-8") as f:
+            f.write("#version: 0.2\n")
+            for a, b in self.merges:
+                f.write(f"{_token_to_str(self.vocab[a])} {_token_to_str(self.vocab[b])}\n")
+        config = {"pattern": self.pattern, "special_tokens": self.special_tokens}
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump(config, f, ensure_ascii=False, indent=1)
+        return [vocab_path, merges_path, config_path]
+
+    @classmethod
+    def load(cls, prefix_or_dir, pattern=_DEFAULT) -> "BPETokenizer":
+        """Read what :meth:`save` wrote, or a GPT-2 folder (``vocab.json`` + ``merges.txt``).
+
+        ``minilm_bpe.json`` is optional; when present its pattern and special
+        tokens win over the ``pattern`` argument.
+        """
+        vocab_path, merges_path, config_path = cls._paths(prefix_or_dir)
+        special_tokens = None
+        if os.path.exists(config_path):
+            with open(config_path, encoding="utf-8") as f:
+                config = json.load(f)
+            pattern = config.get("pattern", _DEFAULT)
+            special_tokens = config.get("special_tokens")
+        return cls.from_files(vocab_path, merges_path, special_tokens=special_tokens, pattern=pattern)
+
+    @classmethod
+    def from_pretrained(cls, directory, pattern=_DEFAULT) -> "BPETokenizer":
+        """Load a GPT-2 style folder holding ``vocab.json`` and ``merges.txt``."""
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            raise ValueError(f"{directory!r} is not a directory (expected one with vocab.json and merges.txt)")
+        return cls.load(directory, pattern=pattern)
+
+    @classmethod
+    def from_files(cls, vocab_file, merges_file, special_tokens=None, pattern=_DEFAULT) -> "BPETokenizer":
+        """Build from GPT-2's ``vocab.json`` and ``merges.txt``.
+
+        ``special_tokens``: list of strings (or ``{text: id}``) to treat as
+        special.  When None, every ``vocab.json`` entry that is neither a single
+        byte nor the result of a merge is taken as special; for GPT-2 that is
+        exactly ``<|endoftext|>``.
+
+        Bytes that have no token are allowed (tiny test vocabularies); encoding
+        text that needs one raises ValueError.
+        """
+        for p in (vocab_file, merges_file):
+            if not os.path.exists(p):
+                raise FileNotFoundError(f"no such file: {os.fspath(p)!r}")
+        with open(vocab_file, encoding="utf-8") as f:
+            encoder = json.load(f)
+        if not isinstance(encoder, dict):
+            raise ValueError(f"{os.fspath(vocab_file)!r} must hold a JSON object mapping token strings to ids")
+        merge_pairs = []
+        with open(merges_file, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                line = line.rstrip("\r\n")
+                if (lineno == 1 and line.startswith("#version")) or not line.strip():
+                    continue
+                parts = line.split(" ")
+                if len(parts) != 2:
+                    raise ValueError(f"{os.fspath(merges_file)}:{lineno}: expected 'a b', got {line!r}")
+                merge_pairs.append((parts[0], parts[1]))
+        if isinstance(special_tokens, dict):
+            special_tokens = list(special_tokens)
+        return cls._from_encoder(encoder, merge_pairs, special_tokens, pattern, source=os.fspath(merges_file))
+
+    @classmethod
+    def _from_encoder(cls, encoder, merge_pairs, special_tokens, pattern, source="merges") -> "BPETokenizer":
+        tok = cls(pattern=pattern)
+        ids = list(encoder.values())
+        if any(not isinstance(i, int) or i < 0 for i in ids):
+            raise ValueError("vocab.json ids must be non-negative integers")
+        if len(set(ids)) != len(ids):
+            raise ValueError("vocab.json maps several tokens to the same id")
+
+        merged_strings = {a + b for a, b in merge_pairs}
+        if special_tokens is None:
+            specials = {
+                s for s in encoder
+                if not (len(s) == 1 and s in _unicode_to_bytes()) and s not in merged_strings
+            }
+        else:
+            specials = set(special_tokens)
+            missing = specials - set(encoder)
+            if missing:
+                raise ValueError(f"special tokens not in vocab.json: {sorted(missing)!r}")
+
+        vocab: dict[int, bytes] = {}
+        for s, i in encoder.items():
+            if s in specials:
+                vocab[i] = s.encode("utf-8")
+                continue
+            token = _str_to_token(s)
+            if token is None:
+                raise ValueError(f"vocab.json token {s!r} (id {i}) is not spelt in GPT-2's byte alphabet")
+            vocab[i] = token
+
+        merges: dict[tuple[int, int], int] = {}
+        for n, (a, b) in enumerate(merge_pairs, start=1):
+            for part in (a, b, a + b):
+                if part not in encoder or part in specials:
+                    raise ValueError(f"{source}: merge #{n} '{a} {b}' needs token {part!r}, which vocab.json lacks")
+            pair = (encoder[a], encoder[b])
+            if pair not in merges:  # a repeated merge keeps its first (lowest) rank
+                merges[pair] = encoder[a + b]
+
+        tok.vocab = vocab
+        tok.merges = merges
+        tok.special_tokens = {s: encoder[s] for s in sorted(specials, key=lambda s: encoder[s])}
+        table = bytes_to_unicode()
+        tok._byte_ids = [encoder.get(table[b]) if table[b] not in specials else None for b in range(256)]
+        tok._rebuild()
+        return tok

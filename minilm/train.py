@@ -1,0 +1,420 @@
+"""Trainer: the training loop, written out once (a small PyTorch-Lightning-style loop).
+
+One step, `Trainer.train_step`, is the whole algorithm:
+
+    lr = lr_schedule(step)                      # on every group, times group["lr_scale"]
+    batch = get_batch(rng)                      # a dict of NumPy arrays
+    model.zero_grad()
+    out = model(**batch)                        # forward; the model keeps its caches
+    model.backward()                            # d out.loss / d p, into every p.grad
+    grad_norm = clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+
+`fit()` repeats it to `max_steps` with a progress bar, evaluates, logs `history` and writes
+checkpoints; `resume()` restores a checkpoint so that an interrupted run ends bit for bit
+where an uninterrupted one would (on CPU). Checkpoints are safetensors + JSON, never pickle:
+
+    checkpoint_dir/step_000500/
+        model.safetensors        model.state_dict()
+        optimizer.safetensors    the optimiser's arrays, keys "state.<param index>.<name>"
+        optimizer.json           the rest of optimizer.state_dict(): step counts, lr, names
+        trainer_state.json       step, history, data RNG state, model RNG state (if any)
+
+NumPy appears here only on the host side: the data RNG and the arrays written to disk.
+"""
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+
+from .optim import clip_grad_norm_
+
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json",
+                    "trainer_state.json")
+
+
+class Trainer:
+    """Train `model` with `optimizer` for `max_steps` steps.
+
+    model: `out = model(**batch)` returns an object with `.loss` (a float), after which
+        `model.backward()` adds d loss / d p into every parameter's `.grad`; it has
+        `train()`, `eval()`, `parameters()`, `zero_grad()`, `state_dict()`,
+        `load_state_dict()`. If it also has `rng_state()` / `set_rng_state(state)` (say,
+        for dropout), that state is checkpointed too.
+    train_batches: a callable `get_batch(rng) -> dict` that draws a batch with the
+        trainer's own `numpy.random.Generator` (seeded by `seed`, saved in checkpoints, so
+        a resumed run sees the same batches); or an iterable of batch dicts (a list is
+        re-iterated once used up; on resume the first `step` batches are skipped, so the
+        iterable must yield the same sequence again).
+    eval_batches: the same two kinds, for `evaluate`. A callable gets a fresh generator
+        seeded from `seed` on every evaluation, so each evaluation sees the same batches.
+    lr_schedule: callable step -> lr, step counting from 0; sets every group's lr to
+        lr_schedule(step) * group.get("lr_scale", 1.0) before the step. None: leave lr alone.
+    grad_clip: max joint gradient norm (None: no clipping). The norm is computed and logged
+        either way, and a nan/inf norm stops training with FloatingPointError.
+    eval_every / eval_steps: evaluate on `eval_steps` batches every `eval_every` steps and
+        at the end (needs eval_batches).
+    log_every: a `history` entry every `log_every` steps (and at eval, checkpoint and final
+        steps); its loss is the mean over the steps since the previous entry.
+    checkpoint_dir / checkpoint_every: save every `checkpoint_every` steps and at the end
+        to `checkpoint_dir/step_XXXXXX/`, or always to `checkpoint_dir/last/` when
+        keep_all_checkpoints=False.
+    progress: show a tqdm bar with loss, lr and tokens/s (tokens = input_ids.size).
+    """
+
+    def __init__(self, model, optimizer, train_batches, eval_batches=None, *, max_steps,
+                 lr_schedule=None, grad_clip=None, eval_every=None, eval_steps=20, log_every=1,
+                 checkpoint_dir=None, checkpoint_every=None, keep_all_checkpoints=True,
+                 progress=True, seed=0):
+        for name, batches in (("train_batches", train_batches), ("eval_batches", eval_batches)):
+            if isinstance(batches, dict):
+                raise TypeError(f"{name} is a single batch dict; pass a list of batches or a "
+                                "callable get_batch(rng) -> dict")
+        if max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        for name, value in (("eval_every", eval_every), ("log_every", log_every),
+                            ("checkpoint_every", checkpoint_every)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {value}")
+        if eval_every is not None and eval_batches is None:
+            raise ValueError("eval_every needs eval_batches")
+        if checkpoint_every is not None and checkpoint_dir is None:
+            raise ValueError("checkpoint_every needs checkpoint_dir")
+        if grad_clip is not None and not grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 (or None), got {grad_clip}")
+        self.model = model
+        self.optimizer = optimizer
+        self.train_batches = train_batches
+        self.eval_batches = eval_batches
+        self.max_steps = max_steps
+        self.lr_schedule = lr_schedule
+        self.grad_clip = grad_clip
+        self.eval_every = eval_every
+        self.eval_steps = eval_steps
+        self.log_every = log_every
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
+        self.keep_all_checkpoints = keep_all_checkpoints
+        self.progress = progress
+        self.seed = seed
+        self.step = 0                                 # optimiser steps taken so far
+        self.history = []                             # one dict per logged step
+        self.rng = np.random.default_rng(seed)        # draws the training batches
+        self._batch_iter = None                       # when train_batches is an iterable
+        self._params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    # ------------------------------------------------------------------------------------
+    # One step
+    # ------------------------------------------------------------------------------------
+
+    def set_lr(self, step):
+        """Apply lr_schedule(step) to every group (times its "lr_scale"); return the lr."""
+        if self.lr_schedule is None:
+            return self.optimizer.param_groups[0]["lr"]
+        lr = float(self.lr_schedule(step))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        return lr
+
+    def next_batch(self):
+        """The next training batch: get_batch(self.rng), or the iterable's next item."""
+        if callable(self.train_batches):
+            return self.train_batches(self.rng)
+        if self._batch_iter is None:
+            self._batch_iter = iter(self.train_batches)
+        try:
+            return next(self._batch_iter)
+        except StopIteration:
+            self._batch_iter = iter(self.train_batches)     # a list starts a new epoch
+        try:
+            return next(self._batch_iter)
+        except StopIteration:                               # a spent iterator stays spent
+            raise RuntimeError(f"train_batches ran out of batches at step {self.step} of "
+                               f"{self.max_steps}; pass a list (re-iterated every epoch), a "
+                               "longer iterable, or a callable get_batch(rng)") from None
+
+    def train_step(self, batch):
+        """Forward, backward, clip, update on one batch. Returns (loss, grad_norm)."""
+        self.model.zero_grad()
+        out = self.model(**batch)
+        self.model.backward()
+        max_norm = self.grad_clip if self.grad_clip is not None else math.inf
+        grad_norm = clip_grad_norm_(self._params, max_norm)    # inf: measure only
+        self.optimizer.step()
+        return float(out.loss), grad_norm
+
+    # ------------------------------------------------------------------------------------
+    # The loop
+    # ------------------------------------------------------------------------------------
+
+    def fit(self, resume_from=None):
+        """Train from self.step to max_steps (after `resume(resume_from)` if given).
+
+        Returns `history`: dicts with step, loss, lr, grad_norm, tokens_per_s and, at
+        evaluation steps, eval_loss.
+        """
+        if resume_from is not None:
+            self.resume(resume_from)
+        self.model.train()
+        bar = _progress_bar(self.progress, total=self.max_steps, initial=self.step)
+        losses, tokens, t0 = [], 0, time.perf_counter()     # the current logging window
+        try:
+            while self.step < self.max_steps:
+                lr = self.set_lr(self.step)
+                batch = self.next_batch()
+                loss, grad_norm = self.train_step(batch)
+                self.step += 1
+                losses.append(loss)
+                tokens += int(batch["input_ids"].size) if "input_ids" in batch else 0
+                bar.update(1)
+
+                last = self.step == self.max_steps
+                evaluate = self.eval_every is not None and (self.step % self.eval_every == 0 or last)
+                save = self.checkpoint_dir is not None and (
+                    last or (self.checkpoint_every is not None
+                             and self.step % self.checkpoint_every == 0))
+                if self.step % self.log_every == 0 or last or evaluate or save:
+                    seconds = time.perf_counter() - t0
+                    record = {"step": self.step, "loss": sum(losses) / len(losses), "lr": lr,
+                              "grad_norm": grad_norm,
+                              "tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
+                    if evaluate:
+                        record["eval_loss"] = self.evaluate(self.eval_steps)
+                        bar.write(f"step {self.step}: train loss {record['loss']:.4f}, "
+                                  f"eval loss {record['eval_loss']:.4f}")
+                    self.history.append(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
+                                    tok_s=f"{record['tokens_per_s']:,.0f}")
+                    if save:
+                        self.save_checkpoint()
+                    losses, tokens, t0 = [], 0, time.perf_counter()
+        finally:
+            bar.close()
+        return self.history
+
+    def evaluate(self, batches_or_n=None):
+        """Mean loss in eval mode, without backward; the previous mode is restored.
+
+        batches_or_n: an int n (n batches from eval_batches), an iterable of batch dicts,
+        or None (eval_steps batches from eval_batches).
+        """
+        if batches_or_n is None:
+            batches_or_n = self.eval_steps
+        batches = self._eval_batches(batches_or_n) if isinstance(batches_or_n, int) else batches_or_n
+        was_training = getattr(self.model, "training", True)
+        self.model.eval()
+        try:
+            losses = [float(self.model(**batch).loss) for batch in batches]
+        finally:
+            if was_training:
+                self.model.train()
+        if not losses:
+            raise ValueError("evaluate got no batches")
+        return sum(losses) / len(losses)
+
+    def _eval_batches(self, n):
+        if self.eval_batches is None:
+            raise ValueError("evaluate(n) needs eval_batches; pass eval_batches to Trainer "
+                             "or a list of batches to evaluate")
+        if callable(self.eval_batches):
+            rng = np.random.default_rng([self.seed, 1])     # same batches every evaluation
+            return [self.eval_batches(rng) for _ in range(n)]
+        batches = []
+        for batch in self.eval_batches:
+            if len(batches) == n:
+                break
+            batches.append(batch)
+        return batches
+
+    # ------------------------------------------------------------------------------------
+    # Checkpoints
+    # ------------------------------------------------------------------------------------
+
+    def save_checkpoint(self, path=None):
+        """Write model, optimiser and trainer state to `path` (default: under
+        checkpoint_dir); returns the folder. Files go to a temporary folder first, which is
+        renamed at the end, so a crash never leaves a half-written checkpoint behind."""
+        from safetensors.numpy import save_file
+        if path is None:
+            if self.checkpoint_dir is None:
+                raise ValueError("save_checkpoint needs a path or Trainer(checkpoint_dir=...)")
+            name = f"step_{self.step:06d}" if self.keep_all_checkpoints else "last"
+            path = os.path.join(self.checkpoint_dir, name)
+        path = os.path.abspath(path)
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+
+        # safetensors 0.8 writes non-contiguous arrays wrongly: make every array contiguous
+        save_file({k: np.ascontiguousarray(v) for k, v in self.model.state_dict().items()},
+                  os.path.join(tmp, "model.safetensors"))
+        arrays, meta = _split_optimizer_state(self.optimizer.state_dict())
+        save_file(arrays, os.path.join(tmp, "optimizer.safetensors"))
+        _write_json(meta, os.path.join(tmp, "optimizer.json"))
+        state = {"step": self.step, "max_steps": self.max_steps, "seed": self.seed,
+                 "history": self.history,
+                 "data_rng": self.rng.bit_generator.state,
+                 "model_rng": _to_json(self.model.rng_state()) if _has_rng(self.model) else None}
+        _write_json(state, os.path.join(tmp, "trainer_state.json"))
+
+        if os.path.exists(path):                            # e.g. "last/": replace it
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        return path
+
+    def resume(self, checkpoint_path):
+        """Restore model weights, optimiser state, step, history and RNG states from a
+        folder written by `save_checkpoint`. Returns self.
+
+        Raises FileNotFoundError if the folder or one of its files is missing, and
+        ValueError if a file is truncated or corrupted (all files are read before anything
+        is changed); a checkpoint of another model raises from load_state_dict.
+        """
+        path = os.path.abspath(checkpoint_path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"checkpoint folder not found: {path}")
+        for name in CHECKPOINT_FILES:
+            if not os.path.isfile(os.path.join(path, name)):
+                raise FileNotFoundError(f"checkpoint {path} is incomplete: {name} is missing")
+        weights = _read_safetensors(os.path.join(path, "model.safetensors"))
+        arrays = _read_safetensors(os.path.join(path, "optimizer.safetensors"))
+        meta = _read_json(os.path.join(path, "optimizer.json"))
+        state = _read_json(os.path.join(path, "trainer_state.json"))
+        try:
+            optimizer_state = _join_optimizer_state(arrays, meta)
+            step, history, data_rng = state["step"], state["history"], state["data_rng"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"checkpoint {path} is malformed: {e!r}") from e
+
+        self.optimizer.load_state_dict(optimizer_state)     # checks names/shapes before copying
+        self.model.load_state_dict(weights)
+        self.step, self.history = int(step), list(history)
+        self.rng.bit_generator.state = data_rng
+        if state.get("model_rng") is not None and _has_rng(self.model):
+            self.model.set_rng_state(_from_json(state["model_rng"]))
+        if not callable(self.train_batches):                # replay the iterable up to `step`
+            self._batch_iter = None
+            for _ in range(self.step):
+                self.next_batch()
+        return self
+
+
+def latest_checkpoint(checkpoint_dir):
+    """The newest complete `step_XXXXXX` (or `last`) folder in checkpoint_dir, or None."""
+    if not os.path.isdir(checkpoint_dir):
+        return None
+    found = []
+    for name in os.listdir(checkpoint_dir):
+        path = os.path.join(checkpoint_dir, name)
+        if (name.startswith("step_") or name == "last") and not name.endswith(".tmp") and \
+                all(os.path.isfile(os.path.join(path, f)) for f in CHECKPOINT_FILES):
+            found.append((_read_json(os.path.join(path, "trainer_state.json"))["step"], path))
+    return max(found)[1] if found else None
+
+
+# ----------------------------------------------------------------------------------------
+# Helpers: files, optimiser state split into arrays + JSON, RNG states
+# ----------------------------------------------------------------------------------------
+
+def _split_optimizer_state(state_dict):
+    """optimizer.state_dict() -> ({"state.<i>.<name>": array}, JSON-able rest)."""
+    arrays, scalars = {}, {}
+    for i, s in state_dict["state"].items():
+        scalars[str(i)] = {}
+        for key, value in s.items():
+            if hasattr(value, "shape"):
+                arrays[f"state.{i}.{key}"] = np.ascontiguousarray(value)
+            else:
+                scalars[str(i)][key] = value
+    meta = {"optimizer": state_dict["optimizer"], "state": scalars,
+            "param_groups": state_dict["param_groups"]}
+    return arrays, meta
+
+
+def _join_optimizer_state(arrays, meta):
+    """The inverse of _split_optimizer_state."""
+    state = {int(i): dict(s) for i, s in meta["state"].items()}
+    for name, value in arrays.items():
+        _, i, key = name.split(".", 2)
+        state.setdefault(int(i), {})[key] = value
+    return {"optimizer": meta["optimizer"], "state": state, "param_groups": meta["param_groups"]}
+
+
+def _write_json(obj, path):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, default=_json_default)
+
+
+def _json_default(x):
+    if hasattr(x, "item"):              # NumPy scalars
+        return x.item()
+    raise TypeError(f"cannot write {type(x).__name__} to a JSON checkpoint")
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"could not read checkpoint file {path}: truncated or corrupted? ({e})") from e
+
+
+def _read_safetensors(path):
+    from safetensors.numpy import load_file
+    try:
+        return load_file(path)
+    except Exception as e:              # safetensors raises its own SafetensorError
+        raise ValueError(f"could not read checkpoint file {path}: truncated or corrupted? ({e})") from e
+
+
+def _has_rng(model):
+    return hasattr(model, "rng_state") and hasattr(model, "set_rng_state")
+
+
+def _to_json(x):
+    """Make an RNG state JSON-able: arrays become {"__ndarray__": list, "dtype": str}."""
+    if isinstance(x, dict):
+        return {k: _to_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_to_json(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return {"__ndarray__": x.tolist(), "dtype": str(x.dtype)}
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _from_json(x):
+    if isinstance(x, dict):
+        if "__ndarray__" in x:
+            return np.array(x["__ndarray__"], dtype=x["dtype"])
+        return {k: _from_json(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_from_json(v) for v in x]
+    return x
+
+
+class _NoBar:
+    """Stands in for tqdm when progress=False."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def write(self, text):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(enabled, total, initial):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)

@@ -1,0 +1,52 @@
+"""Shared test setup: hypothesis profiles, the `xp` backend fixture, small helpers.
+
+Hypothesis: the "ci" profile (CI=true) draws fewer examples; no test has a deadline.
+Backends: tests that take the `xp` fixture run once per available backend (NumPy always,
+CuPy when a GPU answers), CuPy's numpy_cupy_allclose idea. With MINILM_BACKEND=cupy the
+whole suite's default backend is CuPy.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minilm
+from minilm.backend import cupy_available
+
+settings.register_profile("ci", max_examples=8, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.register_profile("dev", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+_CUPY_OK, _CUPY_WHY = cupy_available()
+BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
+    not _CUPY_OK, reason=f"CuPy backend unavailable: {_CUPY_WHY}"))]
+
+
+@pytest.fixture(params=BACKENDS)
+def xp(request):
+    """Run the test under each backend; restores the previous backend afterwards."""
+    before = minilm.get_backend()
+    minilm.set_backend(request.param)
+    try:
+        yield minilm.get_xp()
+    finally:
+        minilm.set_backend(before)
+
+
+def distinct(*dims):
+    """True when every dimension differs, so a transposed axis cannot pass by accident."""
+    return len(set(dims)) == len(dims)
+
+
+def grad_close(analytic, reference, rel=1e-10, floor=1e-12, total_norm=None):
+    """Compare a gradient tensor with a reference: max error relative to the reference's
+    largest entry, with a floor relative to the whole gradient's norm (entries that are zero
+    in exact arithmetic, like an attention key bias, are round-off on both sides)."""
+    a, r = minilm.to_numpy(analytic), minilm.to_numpy(reference)
+    scale = max(np.abs(r).max(), floor * (total_norm if total_norm is not None else 1.0))
+    return float(np.abs(a - r).max()) / scale <= rel

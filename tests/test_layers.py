@@ -1,0 +1,128 @@
+"""Layers and blocks: float64 gradient checks of inputs and every parameter, hypothesis shapes."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from minilm.check import gradcheck
+from minilm.layers import (CausalSelfAttention, FeedForward, LayerNorm, Linear,
+                           MultiHeadAttention)
+from minilm.models.gpt import GPTBlock, GPTConfig
+from minilm.ops import padding_mask
+
+from conftest import distinct
+
+seeds = st.integers(0, 2**31 - 1)
+F64 = "float64"
+
+
+def ok(result):
+    assert result.ok, f"\n{result}"
+
+
+def pad_mask(rng, B, T):
+    """(B, 1, 1, T) key mask with padding at the end of each row (at least one real token)."""
+    lengths = rng.integers(1, T + 1, B)
+    return padding_mask((np.arange(T)[None] < lengths[:, None]).astype(np.int64))
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 5), Cin=st.integers(1, 6), Cout=st.integers(1, 6), seed=seeds)
+def test_linear_layer(B, T, Cin, Cout, seed):
+    assume(distinct(B, T, Cin, Cout))
+    rng = np.random.default_rng(seed)
+    ok(gradcheck(Linear(Cin, Cout, dtype=F64, rng=rng, std=0.5), rng.standard_normal((B, T, Cin))))
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 5), C=st.integers(2, 7), seed=seeds)
+def test_layernorm_layer(B, T, C, seed):
+    assume(distinct(B, T, C))
+    rng = np.random.default_rng(seed)
+    ln = LayerNorm(C, dtype=F64)
+    ln.weight.data[:] = rng.standard_normal(C)
+    ln.bias.data[:] = rng.standard_normal(C)
+    ok(gradcheck(ln, rng.standard_normal((B, T, C))))
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu_new", "gelu"])
+@given(B=st.integers(1, 3), T=st.integers(1, 4), C=st.integers(2, 5), F=st.integers(3, 8), seed=seeds)
+def test_feedforward(act, B, T, C, F, seed):
+    assume(distinct(B, T, C, F))
+    rng = np.random.default_rng(seed)
+    ff = FeedForward(C, F, act, dtype=F64, rng=rng, std=0.5)
+    ok(gradcheck(ff, rng.standard_normal((B, T, C))))
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 5), H=st.integers(1, 3), D=st.integers(1, 3), seed=seeds)
+def test_causal_self_attention_with_padding(B, T, H, D, seed):
+    assume(distinct(B, T, H, D, H * D))
+    rng = np.random.default_rng(seed)
+    attn = CausalSelfAttention(H * D, H, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
+    ok(gradcheck(attn, rng.standard_normal((B, T, H * D)), key_mask=pad_mask(rng, B, T)))
+
+
+@given(B=st.integers(1, 3), T=st.integers(1, 4), S=st.integers(1, 5), H=st.integers(1, 3), D=st.integers(1, 3),
+       seed=seeds)
+def test_cross_attention_source_and_target_lengths_differ(B, T, S, H, D, seed):
+    assume(distinct(B, T, S, H, D))
+    rng = np.random.default_rng(seed)
+    mha = MultiHeadAttention(H * D, H, dtype=F64, rng=rng, std=0.5)
+    x, mem = rng.standard_normal((B, T, H * D)), rng.standard_normal((B, S, H * D))
+    ok(gradcheck(mha, x, mem, key_mask=pad_mask(rng, B, S)))
+
+
+def test_causal_mha_equals_gpt_attention_layout():
+    """MultiHeadAttention(causal=True) with q/k/v cut from GPT-2's fused c_attn gives the same output."""
+    rng = np.random.default_rng(0)
+    C, H = 6, 2
+    gpt = CausalSelfAttention(C, H, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
+    mha = MultiHeadAttention(C, H, dtype=F64, rng=rng, causal=True)
+    W, b = gpt.c_attn.weight.data, gpt.c_attn.bias.data
+    for i, lin in enumerate((mha.q, mha.k, mha.v)):
+        lin.weight.data[:] = W[:, i * C:(i + 1) * C]
+        lin.bias.data[:] = b[i * C:(i + 1) * C]
+    mha.o.weight.data[:] = gpt.c_proj.weight.data
+    mha.o.bias.data[:] = gpt.c_proj.bias.data
+    x = rng.standard_normal((2, 5, C))
+    np.testing.assert_allclose(mha.forward(x), gpt.forward(x), rtol=1e-13, atol=1e-14)
+
+
+@given(B=st.integers(1, 2), T=st.integers(1, 5), seed=seeds)
+def test_gpt_block(B, T, seed):
+    rng = np.random.default_rng(seed)
+    cfg = GPTConfig(vocab_size=7, n_positions=8, n_embd=6, n_layer=2, n_head=3, initializer_range=0.4,
+                    resid_pdrop=0, attn_pdrop=0, embd_pdrop=0)
+    block = GPTBlock(cfg, np.float64, rng, None)
+    ok(gradcheck(block, rng.standard_normal((B, T, 6)), key_mask=pad_mask(rng, B, T)))
+
+
+def test_backward_before_forward_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="before forward"):
+        Linear(3, 4).backward(np.ones((2, 4), np.float32))
+
+
+def test_gradcheck_refuses_float32():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(Linear(3, 4), np.ones((2, 3), np.float32))
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """A checker that cannot fail is worthless: break a backward on purpose."""
+    class Broken(Linear):
+        def backward(self, dout):
+            return 1.01 * super().backward(dout)
+    rng = np.random.default_rng(0)
+    assert not gradcheck(Broken(3, 4, dtype=F64, rng=rng), rng.standard_normal((2, 3))).ok
+
+
+def test_parameter_grads_accumulate():
+    rng = np.random.default_rng(0)
+    lin = Linear(3, 2, dtype=F64, rng=rng)
+    x, d = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    lin.forward(x)
+    lin.backward(d)
+    once = lin.weight.grad.copy()
+    lin.forward(x)
+    lin.backward(d)
+    np.testing.assert_allclose(lin.weight.grad, 2 * once)
+    lin.zero_grad()
+    assert not lin.weight.grad.any()

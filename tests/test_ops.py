@@ -1,0 +1,259 @@
+"""Every op: float64 gradient checks on hypothesis-drawn shapes, known answers, backend parity."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import minilm
+from minilm import ops
+from minilm.check import gradcheck
+from minilm.losses import cross_entropy_backward, cross_entropy_forward
+
+from conftest import distinct
+
+dims = st.integers(1, 6)
+seeds = st.integers(0, 2**31 - 1)
+
+
+def check_pair(fwd, bwd, *inputs, **kw):
+    result = gradcheck((fwd, bwd), *inputs, **kw)
+    assert result.ok, f"\n{result}"
+
+
+@given(B=dims, T=dims, Cin=dims, Cout=dims, seed=seeds)
+def test_linear_gradcheck(B, T, Cin, Cout, seed):
+    assume(distinct(B, T, Cin, Cout))
+    rng = np.random.default_rng(seed)
+    x, W, b = rng.standard_normal((B, T, Cin)), rng.standard_normal((Cin, Cout)), rng.standard_normal(Cout)
+    check_pair(lambda x, W, b: ops.linear_forward(x, W, b), ops.linear_backward, x, W, b)
+
+
+@given(B=dims, T=dims, C=st.integers(2, 6), seed=seeds)
+def test_layernorm_gradcheck(B, T, C, seed):
+    assume(distinct(B, T, C))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, T, C))
+    gamma, beta = rng.standard_normal((2, C))
+    check_pair(ops.layernorm_forward, ops.layernorm_backward, x, gamma, beta)
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu_new", "gelu", "tanh"])
+@given(shape=st.tuples(dims, dims, dims), seed=seeds)
+def test_activation_gradcheck(name, shape, seed):
+    fwd, bwd = ops.get_activation(name)
+    x = np.random.default_rng(seed).standard_normal(shape) * 2
+    check_pair(fwd, bwd, x)
+
+
+@given(V=st.integers(2, 7), C=dims, B=dims, T=dims, seed=seeds)
+def test_embedding_gradcheck_repeated_ids_accumulate(V, C, B, T, seed):
+    assume(distinct(V, C, B, T))
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, V, (B, T))
+    ids.flat[0] = ids.flat[-1]                       # at least one repeat whenever B*T > 1
+    W = rng.standard_normal((V, C))
+    check_pair(lambda W: ops.embedding_forward(ids, W), ops.embedding_backward, W)
+
+
+def test_embedding_backward_sums_repeats_known_answer():
+    W = np.zeros((3, 2))
+    _, cache = ops.embedding_forward(np.array([1, 1, 2]), W)
+    dW = ops.embedding_backward(np.array([[1.0, 2.0], [10.0, 20.0], [5.0, 5.0]]), cache)
+    np.testing.assert_array_equal(dW, [[0, 0], [11, 22], [5, 5]])
+
+
+@given(B=dims, T=dims, K=st.integers(2, 6), seed=seeds)
+def test_masked_softmax_gradcheck(B, T, K, seed):
+    assume(distinct(B, T, K))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((B, T, K))
+    mask = rng.random((B, T, K)) > 0.3
+    check_pair(lambda x: ops.softmax_forward(x, mask), ops.softmax_backward, x)
+
+
+def test_softmax_known_answer_and_fully_masked_row():
+    P, _ = ops.softmax_forward(np.log(np.array([[1.0, 2.0, 5.0], [3.0, 3.0, 3.0]])),
+                               np.array([[True, True, True], [False, False, False]]))
+    np.testing.assert_allclose(P, [[0.125, 0.25, 0.625], [0, 0, 0]], rtol=1e-15)
+    assert np.isfinite(P).all()
+
+
+def test_softmax_is_stable_for_huge_logits():
+    P, _ = ops.softmax_forward(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(P, [[0.5, 0.5, 0.0]])
+
+
+@given(B=st.integers(1, 3), H=st.integers(1, 3), T=dims, S=dims, D=st.integers(1, 4), seed=seeds)
+def test_attention_gradcheck_with_padding_at_the_end(B, H, T, S, D, seed):
+    assume(distinct(B, H, T, S, D))
+    rng = np.random.default_rng(seed)
+    q, k, v = rng.standard_normal((B, H, T, D)), rng.standard_normal((B, H, S, D)), rng.standard_normal((B, H, S, D))
+    lengths = rng.integers(1, S + 1, B)              # padding at the end of each row
+    mask = (np.arange(S)[None, :] < lengths[:, None])[:, None, None, :]
+    check_pair(lambda q, k, v: ops.attention_forward(q, k, v, mask), ops.attention_backward, q, k, v)
+
+
+@given(T=st.integers(1, 6), seed=seeds)
+def test_causal_attention_gradcheck(T, seed):
+    rng = np.random.default_rng(seed)
+    q, k, v = rng.standard_normal((3, 2, 3, T, 4))
+    mask = ops.causal_mask(np, T)
+    check_pair(lambda q, k, v: ops.attention_forward(q, k, v, mask), ops.attention_backward, q, k, v)
+
+
+def test_attention_matches_a_loop_reference():
+    rng = np.random.default_rng(0)
+    B, H, T, S, D = 2, 3, 4, 5, 6
+    q, k, v = rng.standard_normal((B, H, T, D)), rng.standard_normal((B, H, S, D)), rng.standard_normal((B, H, S, D))
+    mask = rng.random((B, 1, T, S)) > 0.4
+    mask[0, 0, 1] = False                            # one query sees nothing at all
+    out, _ = ops.attention_forward(q, k, v, mask)
+    ref = np.zeros((B, H, T, D))
+    for b in range(B):
+        for h in range(H):
+            for t in range(T):
+                keys = [s for s in range(S) if mask[b, 0, t, s]]
+                if not keys:
+                    continue                         # fully masked: zeros, never NaN
+                scores = np.array([q[b, h, t] @ k[b, h, s] / math.sqrt(D) for s in keys])
+                w = np.exp(scores - scores.max())
+                w /= w.sum()
+                ref[b, h, t] = sum(wi * v[b, h, s] for wi, s in zip(w, keys))
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-14)
+    assert np.all(out[0, :, 1] == 0)
+
+
+def test_dropout_gradcheck_with_a_fixed_mask():
+    x = np.random.default_rng(1).standard_normal((3, 4, 5))
+    fwd = lambda x: ops.dropout_forward(x, 0.3, np.random.default_rng(7))   # same mask every call
+    check_pair(fwd, ops.dropout_backward, x)
+
+
+def test_dropout_statistics_and_eval_identity():
+    x = np.ones((200, 500))
+    out, _ = ops.dropout_forward(x, 0.25, np.random.default_rng(0))
+    assert abs((out == 0).mean() - 0.25) < 0.01
+    assert abs(out.mean() - 1.0) < 0.02              # inverted dropout keeps the expectation
+    same, cache = ops.dropout_forward(x, 0.25, None)  # rng=None: eval mode
+    assert same is x and cache is None
+    with pytest.raises(ValueError, match="dropout probability"):
+        ops.dropout_forward(x, 1.0, np.random.default_rng(0))
+
+
+@given(N=st.integers(1, 7), V=st.integers(2, 6), smoothing=st.sampled_from([0.0, 0.1]), seed=seeds)
+def test_cross_entropy_gradcheck_with_ignore_index(N, V, smoothing, seed):
+    assume(distinct(N, V))
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((N, V)) * 3
+    targets = rng.integers(0, V, N)
+    targets[rng.random(N) < 0.3] = -100
+    fwd = lambda z: cross_entropy_forward(z, targets, label_smoothing=smoothing)
+    loss, cache = fwd(logits)
+    dz = cross_entropy_backward(1.0, cache)
+    from minilm.check import numerical_grad
+    num = numerical_grad(lambda z: fwd(z)[0], logits)
+    np.testing.assert_allclose(dz, num, rtol=1e-6, atol=1e-9)
+
+
+def test_cross_entropy_known_answer_and_no_nan():
+    logits = np.array([[0.0, math.log(3.0)], [5.0, 1.0]])
+    loss, _ = cross_entropy_forward(logits, np.array([1, -100]))
+    assert loss == pytest.approx(-math.log(3 / 4), rel=1e-15)
+    big = np.array([[1e4, -1e4]])                    # log(softmax) would give log(0) = -inf
+    loss, _ = cross_entropy_forward(big, np.array([1]))
+    assert loss == pytest.approx(2e4)
+    loss, cache = cross_entropy_forward(logits, np.array([-100, -100]))
+    assert loss == 0.0 and np.all(cross_entropy_backward(1.0, cache) == 0)
+    with pytest.raises(ValueError, match="targets"):
+        cross_entropy_forward(logits, np.array([2, 0]))
+
+
+def test_erf_is_exact_to_double_precision():
+    x = np.concatenate([np.linspace(-8, 8, 4001), [0.0, 0.49999999, 0.5, 3.9999999, 4.0, 27.0]])
+    ref = np.array([math.erf(v) for v in x])
+    np.testing.assert_allclose(ops.erf(x), ref, rtol=2e-15, atol=1e-300)
+
+
+def test_gelu_known_values():
+    x = np.array([-1.0, 0.0, 0.5, 2.0])
+    exact = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    tanh = 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(ops.gelu_erf_forward(x)[0], exact, rtol=1e-15)
+    np.testing.assert_allclose(ops.gelu_tanh_forward(x)[0], tanh, rtol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["linear", "layernorm", "gelu_new", "gelu", "attention", "softmax"])
+def test_float32_gradients_agree_with_float64(name):
+    rng = np.random.default_rng(3)
+    if name == "linear":
+        args = [rng.standard_normal((4, 5, 6)), rng.standard_normal((6, 7)), rng.standard_normal(7)]
+        fwd, bwd = ops.linear_forward, ops.linear_backward
+    elif name == "layernorm":
+        args = [rng.standard_normal((4, 5, 6)), rng.standard_normal(6), rng.standard_normal(6)]
+        fwd, bwd = ops.layernorm_forward, ops.layernorm_backward
+    elif name == "attention":
+        args = [rng.standard_normal((2, 3, 5, 4)) for _ in range(3)]
+        fwd = lambda q, k, v: ops.attention_forward(q, k, v, ops.causal_mask(np, 5))
+        bwd = ops.attention_backward
+    elif name == "softmax":
+        args = [rng.standard_normal((4, 5, 6))]
+        fwd, bwd = ops.softmax_forward, ops.softmax_backward
+    else:
+        args = [rng.standard_normal((4, 5, 6))]
+        fwd, bwd = ops.get_activation(name)
+    out64, c64 = fwd(*args)
+    dout = rng.standard_normal(out64.shape)
+    g64 = bwd(dout, c64)
+    out32, c32 = fwd(*[a.astype(np.float32) for a in args])
+    g32 = bwd(dout.astype(np.float32), c32)
+    g64 = g64 if isinstance(g64, tuple) else (g64,)
+    g32 = g32 if isinstance(g32, tuple) else (g32,)
+    assert out32.dtype == np.float32
+    for a, b in zip(g32, g64):
+        assert a.dtype == np.float32, "float32 in must stay float32 (no silent upcast)"
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["linear", "layernorm", "gelu_new", "gelu", "attention", "embedding", "ce"])
+def test_backend_parity_float32(xp, name):
+    """The same op under the active backend and under NumPy agree, and keep float32."""
+    rng = np.random.default_rng(0)
+    if name == "linear":
+        host = [rng.standard_normal((3, 4, 5)), rng.standard_normal((5, 6)), rng.standard_normal(6)]
+        fwd, bwd = ops.linear_forward, ops.linear_backward
+    elif name == "layernorm":
+        host = [rng.standard_normal((3, 4, 5)), rng.standard_normal(5), rng.standard_normal(5)]
+        fwd, bwd = ops.layernorm_forward, ops.layernorm_backward
+    elif name == "attention":
+        host = [rng.standard_normal((2, 3, 4, 5)) for _ in range(3)]
+        fwd = lambda q, k, v: ops.attention_forward(q, k, v, ops.causal_mask(minilm.get_xp(q), 4))
+        bwd = ops.attention_backward
+    elif name == "embedding":
+        ids = np.array([[0, 2, 2], [1, 0, 3]])
+        host = [rng.standard_normal((4, 5))]
+        fwd = lambda W: ops.embedding_forward(minilm.get_xp(W).asarray(ids), W)
+        bwd = ops.embedding_backward
+    elif name == "ce":
+        t = np.array([1, -100, 3, 0])
+        host = [rng.standard_normal((4, 5))]
+        fwd = lambda z: cross_entropy_forward(z, minilm.get_xp(z).asarray(t))
+        bwd = lambda d, c: cross_entropy_backward(1.0, c)
+    else:
+        host = [rng.standard_normal((3, 4, 5))]
+        fwd, bwd = ops.get_activation(name)
+    results = {}
+    for mod in (np, xp):
+        args = [mod.asarray(a.astype(np.float32)) for a in host]
+        out, cache = fwd(*args)
+        dout = mod.asarray(np.ones(np.shape(out), np.float32)) if name != "ce" else None
+        grads = bwd(dout, cache)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        if name != "ce":
+            assert out.dtype == np.float32
+        results[mod.__name__] = [minilm.to_numpy(out)] + [minilm.to_numpy(g) for g in grads if g is not None]
+        for g in grads:
+            assert g is None or g.dtype == np.float32
+    for a, b in zip(results["numpy"], results[xp.__name__]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
