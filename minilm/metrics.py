@@ -46,6 +46,17 @@ __all__ = [
 # Input checking shared by the classification metrics
 # ---------------------------------------------------------------------------------------------
 
+def _is_cupy(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def _to_host(a):
+    """NumPy version of a NumPy or CuPy array (or of anything np.asarray accepts)."""
+    if _is_cupy(a):
+        return a.get()
+    return np.asarray(a)
+
+
 def _as_label_list(y, name):
     """A 1-D sequence of labels as a Python list (NumPy scalars become Python scalars)."""
     if isinstance(y, str):
@@ -58,7 +69,8 @@ def _as_label_list(y, name):
     labels = list(y)            # a plain list keeps mixed or string labels exactly as given
     for lab in labels:
         if isinstance(lab, (list, tuple, np.ndarray)):
-            raise ValueError(f"{name} must be 1-D (one label per example), found the element {lab!r}")
+            raise ValueError(f"{name} must be 1-D (one label per example), "
+                             f"found the element {lab!r}")
     return [lab.item() if isinstance(lab, np.generic) else lab for lab in labels]
 
 
@@ -67,7 +79,8 @@ def _check_pair(y_true, y_pred):
     y_true = _as_label_list(y_true, "y_true")
     y_pred = _as_label_list(y_pred, "y_pred")
     if len(y_true) != len(y_pred):
-        raise ValueError(f"y_true and y_pred have different lengths: {len(y_true)} vs {len(y_pred)}")
+        raise ValueError(f"y_true and y_pred have different lengths: "
+                         f"{len(y_true)} vs {len(y_pred)}")
     if len(y_true) == 0:
         raise ValueError("y_true and y_pred are empty: a metric over zero examples is undefined")
     return y_true, y_pred
@@ -200,7 +213,7 @@ def precision_recall_f1(y_true, y_pred, average="binary", pos_label=1, labels=No
     n_true = np.array([sum(t == c for t in y_true) for c in labels])
 
     if average == "micro":
-        tp, n_pred, n_true = tp.sum(keepdims=True), n_pred.sum(keepdims=True), n_true.sum(keepdims=True)
+        tp, n_pred, n_true = (c.sum(keepdims=True) for c in (tp, n_pred, n_true))
 
     prec = _divide(tp, n_pred, zd)
     rec = _divide(tp, n_true, zd)
@@ -366,13 +379,15 @@ def entity_f1(true_tag_seqs, pred_tag_seqs):
     """
     true_tag_seqs, pred_tag_seqs = list(true_tag_seqs), list(pred_tag_seqs)
     if len(true_tag_seqs) != len(pred_tag_seqs):
-        raise ValueError(f"got {len(true_tag_seqs)} true sentences but {len(pred_tag_seqs)} predicted")
+        raise ValueError(f"got {len(true_tag_seqs)} true sentences "
+                         f"but {len(pred_tag_seqs)} predicted")
     if len(true_tag_seqs) == 0:
         raise ValueError("no sentences given")
     n_true = n_pred = n_correct = 0
     for k, (t, p) in enumerate(zip(true_tag_seqs, pred_tag_seqs)):
         if isinstance(t, str) or isinstance(p, str):
-            raise TypeError("entity_f1 takes a list of tag sequences (one list of tags per sentence)")
+            raise TypeError("entity_f1 takes a list of tag sequences "
+                            "(one list of tags per sentence)")
         if len(t) != len(p):
             raise ValueError(f"sentence {k}: {len(t)} true tags but {len(p)} predicted tags")
         true_spans, pred_spans = bio_spans(t), bio_spans(p)
@@ -450,7 +465,8 @@ def squad_scores(preds, truths_list):
     """
     preds, truths_list = list(preds), list(truths_list)
     if len(preds) != len(truths_list):
-        raise ValueError(f"got {len(preds)} predictions but {len(truths_list)} sets of gold answers")
+        raise ValueError(f"got {len(preds)} predictions "
+                         f"but {len(truths_list)} sets of gold answers")
     if len(preds) == 0:
         raise ValueError("no predictions given")
     em_total = f1_total = 0.0
@@ -491,17 +507,6 @@ def perplexity(mean_nll):
         return float("inf")
 
 
-def _is_cupy(a):
-    return type(a).__module__.split(".")[0] == "cupy"
-
-
-def _to_host(a):
-    """NumPy version of a NumPy or CuPy array (or of anything np.asarray accepts)."""
-    if _is_cupy(a):
-        return a.get()
-    return np.asarray(a)
-
-
 def mean_nll_from_logits(logits, targets, ignore_index=-100):
     """Mean cross-entropy (nats) of integer ``targets`` under softmax(``logits``).
 
@@ -520,9 +525,11 @@ def mean_nll_from_logits(logits, targets, ignore_index=-100):
     logits = _to_host(logits)
     targets = _to_host(targets)
     if logits.ndim < 1 or logits.shape[-1] == 0:
-        raise ValueError(f"logits must have a non-empty last (vocabulary) axis, got shape {logits.shape}")
+        raise ValueError(f"logits must have a non-empty last (vocabulary) axis, "
+                         f"got shape {logits.shape}")
     if logits.shape[:-1] != targets.shape:
-        raise ValueError(f"logits shape {logits.shape} does not match targets shape {targets.shape}: "
+        raise ValueError(f"logits shape {logits.shape} does not match targets shape "
+                         f"{targets.shape}: "
                          f"expected logits of shape targets.shape + (vocab,)")
     if not np.issubdtype(targets.dtype, np.integer):
         raise TypeError(f"targets must be integers, got dtype {targets.dtype}")
@@ -533,7 +540,8 @@ def mean_nll_from_logits(logits, targets, ignore_index=-100):
     if t.size == 0:
         raise ValueError("every target equals ignore_index: no tokens to score")
     if t.min() < 0 or t.max() >= vocab:
-        raise ValueError(f"targets must lie in [0, {vocab}) (or equal ignore_index={ignore_index}); "
+        raise ValueError(f"targets must lie in [0, {vocab}) "
+                         f"(or equal ignore_index={ignore_index}); "
                          f"got values from {t.min()} to {t.max()}")
     m = z.max(axis=-1)
     logsumexp = m + np.log(np.sum(np.exp(z - m[:, None]), axis=-1))
@@ -603,7 +611,8 @@ def _is_token_list(x):
 def _prepare_bleu_inputs(hypotheses, references, sacrebleu_compatible):
     """Tokenise and regularise to: list of hyp token lists, list of lists of ref token lists."""
     if isinstance(hypotheses, str):
-        raise TypeError("hypotheses must be a list of sentences; for one sentence use sentence_bleu")
+        raise TypeError("hypotheses must be a list of sentences; "
+                        "for one sentence use sentence_bleu")
     hypotheses, references = list(hypotheses), list(references)
     if len(hypotheses) != len(references):
         raise ValueError(f"got {len(hypotheses)} hypotheses but {len(references)} references "

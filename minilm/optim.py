@@ -139,11 +139,11 @@ class Optimizer:
             raise ValueError(f"optimizer state has {len(saved_groups)} parameter groups, "
                              f"this optimizer has {len(self.param_groups)}")
         for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
-            saved_names, names = list(saved["param_names"]), group["param_names"]
-            if len(saved_names) != len(names):
-                raise ValueError(f"parameter group {g}: optimizer state has {len(saved_names)} "
+            names, saved_names = group["param_names"], saved.get("param_names")
+            if len(saved["params"]) != len(names):
+                raise ValueError(f"parameter group {g}: optimizer state has {len(saved['params'])} "
                                  f"parameters, this optimizer has {len(names)}")
-            for a, b in zip(saved_names, names):
+            for a, b in zip(saved_names or names, names):      # names are optional in the file
                 if a != b:
                     raise ValueError(f"parameter group {g}: optimizer state was saved for "
                                      f"parameter {a!r} but this optimizer has {b!r} at that "

@@ -187,7 +187,7 @@ class Trainer:
                                   f"eval loss {record['eval_loss']:.4f}")
                     self.history.append(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
-                                    tok_s=f"{record['tokens_per_s']:,.0f}")
+                                    tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
                     if save:
                         self.save_checkpoint()
                     losses, tokens, t0 = [], 0, time.perf_counter()
@@ -403,7 +403,7 @@ class _NoBar:
     def update(self, n=1):
         pass
 
-    def set_postfix(self, **kwargs):
+    def set_postfix(self, refresh=True, **kwargs):
         pass
 
     def write(self, text):

@@ -1,0 +1,157 @@
+"""Command line: `python -m minilm demo | train | sample | bench | seq2seq`.
+
+    python -m minilm demo                 # train a small GPT on the bundled corpus (1-3 min)
+    python -m minilm train --help         # every knob
+    python -m minilm sample --run runs/demo --prompt "def "
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def _add_model_args(p, **defaults):
+    d = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, max_iters=2000,
+             lr=1e-3, min_lr=1e-4, warmup=100, weight_decay=0.1, dropout=0.0, grad_clip=1.0,
+             eval_every=250, eval_iters=20)
+    d.update(defaults)
+    p.add_argument("--dataset", default="pydoc", choices=["pydoc", "tinyshakespeare"],
+                   help="pydoc: Python's own documentation text, bundled with CPython (offline); "
+                        "tinyshakespeare: downloaded once from its canonical URL")
+    p.add_argument("--data-file", default=None, help="use this UTF-8 text file instead")
+    p.add_argument("--n-layer", type=int, default=d["n_layer"])
+    p.add_argument("--n-head", type=int, default=d["n_head"])
+    p.add_argument("--n-embd", type=int, default=d["n_embd"])
+    p.add_argument("--block-size", type=int, default=d["block_size"], help="context length (n_positions)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"])
+    p.add_argument("--max-iters", type=int, default=d["max_iters"])
+    p.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate (AdamW)")
+    p.add_argument("--min-lr", type=float, default=d["min_lr"], help="cosine decays to this")
+    p.add_argument("--warmup", type=int, default=d["warmup"], help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=float, default=d["weight_decay"])
+    p.add_argument("--dropout", type=float, default=d["dropout"])
+    p.add_argument("--grad-clip", type=float, default=d["grad_clip"])
+    p.add_argument("--eval-every", type=int, default=d["eval_every"])
+    p.add_argument("--eval-iters", type=int, default=d["eval_iters"])
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument("--resume", default=None, help="a checkpoint folder written by --checkpoint-every")
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--out", default=None, help="run folder (default: runs/<command>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_run(args, command="train", sample_prompt="\n"):
+    """Train a char-level GPT as configured by `args`; write the run folder; return it."""
+    from .data import LMData, load_text
+    from .models import GPT, GPTConfig
+    from .optim import AdamW, cosine_with_warmup, param_groups_with_decay
+    from .tokenizers import CharTokenizer
+    from .train import Trainer
+    from .viz import plot_loss
+
+    out = args.out or os.path.join("runs", command)
+    os.makedirs(out, exist_ok=True)
+    text = load_text(args.dataset, args.data_file)
+    tok = CharTokenizer.from_text(text)
+    data = LMData(tok.encode(text), args.block_size, args.batch_size)
+    config = GPTConfig(vocab_size=tok.vocab_size, n_positions=args.block_size, n_embd=args.n_embd,
+                       n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=args.dropout,
+                       embd_pdrop=args.dropout, attn_pdrop=args.dropout, seed=args.seed,
+                       bos_token_id=0, eos_token_id=0)
+    model = GPT(config)
+    groups = param_groups_with_decay(model.named_parameters(), args.weight_decay)
+    opt = AdamW(groups, lr=args.lr, betas=(0.9, 0.99))
+    schedule = lambda step: cosine_with_warmup(step, args.lr, args.min_lr, args.warmup, args.max_iters)
+    print(f"corpus: {len(text):,} characters, vocabulary {tok.vocab_size}; "
+          f"model: {model.num_parameters():,} parameters; run folder: {out}")
+    trainer = Trainer(model, opt, data.train_batch, data.val_batch, max_steps=args.max_iters,
+                      lr_schedule=schedule, grad_clip=args.grad_clip, eval_every=args.eval_every,
+                      eval_steps=args.eval_iters, log_every=10,
+                      checkpoint_dir=os.path.join(out, "checkpoints") if args.checkpoint_every else None,
+                      checkpoint_every=args.checkpoint_every, keep_all_checkpoints=False,
+                      progress=not args.no_progress, seed=args.seed)
+    t0 = time.perf_counter()
+    history = trainer.fit(resume_from=args.resume)
+    seconds = time.perf_counter() - t0
+
+    model.save_pretrained(out)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    with open(os.path.join(out, "history.json"), "w") as f:
+        json.dump(history, f)
+    plot_loss(history, os.path.join(out, "loss.png"), title=f"{command}: char-level GPT on {args.dataset}")
+    prompt = np.array([tok.encode(sample_prompt)])
+    n_new = args.block_size - prompt.shape[1]
+    samples = []
+    for seed in range(3):
+        ids = model.generate(prompt, max_new_tokens=n_new, do_sample=True, temperature=0.8, top_k=40, seed=seed)
+        samples.append(tok.decode(ids[0].tolist()))
+    with open(os.path.join(out, "samples.txt"), "w", encoding="utf-8") as f:
+        f.write("\n\n----------\n\n".join(samples) + "\n")
+    final = [h for h in history if "eval_loss" in h]
+    print(f"\ntrained {args.max_iters} steps in {seconds:.0f} s"
+          + (f"; validation loss {final[-1]['eval_loss']:.3f}" if final else ""))
+    print(f"wrote {out}/: config.json, model.safetensors, tokenizer.json, loss.png, samples.txt")
+    print("\nA sample:\n" + samples[0])
+    return out
+
+
+def cmd_sample(args):
+    from .models import GPT
+    from .tokenizers import CharTokenizer
+    model = GPT.from_pretrained(args.run)
+    tok = CharTokenizer.load(os.path.join(args.run, "tokenizer.json"))
+    prompt = np.array([tok.encode(args.prompt)])
+    n_ctx = model.config.n_positions
+    for i in range(args.num_samples):
+        ids = model.generate(prompt, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy,
+                             temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                             seed=args.seed + i, use_cache=prompt.shape[1] + args.max_new_tokens <= n_ctx,
+                             crop=True)
+        print(tok.decode(ids[0].tolist()))
+        print("----------")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m minilm", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq}")
+
+    p = sub.add_parser("demo", help="train a small GPT on the bundled corpus (1-3 minutes on 2 cores)")
+    _add_model_args(p, max_iters=1000, eval_every=200, eval_iters=10)
+    p = sub.add_parser("train", help="train a char-level GPT (nanoGPT's 'baby' recipe by default)")
+    _add_model_args(p)
+    p = sub.add_parser("sample", help="sample text from a run folder")
+    p.add_argument("--run", required=True, help="a folder written by demo or train")
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    sub.add_parser("bench", help="speed and memory benchmarks (see BENCHMARKS.md)", add_help=False)
+    sub.add_parser("seq2seq", help="the encoder-decoder Transformer: translate | summarize", add_help=False)
+
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
+    if argv[:1] == ["seq2seq"]:
+        from .seq2seq_tasks import main as seq2seq_main
+        return seq2seq_main(argv[1:])
+    args = parser.parse_args(argv)
+    if args.command in ("demo", "train"):
+        train_run(args, args.command, sample_prompt="\n" if args.command == "train" else "The ")
+    elif args.command == "sample":
+        cmd_sample(args)
+    else:
+        parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Plots people would rather look at than read. matplotlib is imported inside each function."""
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg", force=False)      # no display needed; notebooks keep their inline backend
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_loss(history, path=None, title="training loss", ax=None):
+    """history: Trainer.history (dicts with step, loss, optional eval_loss). Saves to `path`
+    when given; returns the Axes."""
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    steps = [h["step"] for h in history]
+    ax.plot(steps, [h["loss"] for h in history], label="train", lw=1)
+    ev = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    if ev:
+        ax.plot(*zip(*ev), "o-", label="validation", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if path is not None:
+        ax.figure.tight_layout()
+        ax.figure.savefig(path)
+        plt.close(ax.figure)
+    return ax
+
+
+def plot_attention(weights, tokens_q=None, tokens_k=None, ax=None, title=None):
+    """A (T, S) attention map as a heatmap, queries down, keys across."""
+    plt = _plt()
+    from .backend import to_numpy
+    w = to_numpy(weights)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4), dpi=110)
+    ax.imshow(w, cmap="viridis", vmin=0, vmax=max(float(w.max()), 1e-9))
+    if tokens_k is not None:
+        ax.set_xticks(range(len(tokens_k)), tokens_k, rotation=90, fontsize=7)
+    if tokens_q is not None:
+        ax.set_yticks(range(len(tokens_q)), tokens_q, fontsize=7)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
+    if title:
+        ax.set_title(title)
+    return ax

@@ -1,0 +1,331 @@
+"""minilm.train.Trainer on a tiny model defined here (so these tests need no other layer).
+
+The headline test: a run interrupted at step k and resumed from its checkpoint ends with
+bit-for-bit the same parameters and losses as a run that was never interrupted.
+"""
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from minilm.layers.base import Module, Parameter
+from minilm.optim import AdamW, SGD, cosine_with_warmup, param_groups_with_decay
+from minilm.train import CHECKPOINT_FILES, Trainer, latest_checkpoint
+
+V, C = 7, 8                  # vocabulary size, hidden width
+
+
+class TinyLM(Module):
+    """ids -> tanh(E[ids]) -> dropout -> @ W + b -> cross-entropy with labels.
+
+    input_ids, labels: (B, T) ints  ->  out.loss (float), out.logits (B, T, V)
+    Dropout draws from the model's own generator, exposed through rng_state()/set_rng_state().
+    """
+
+    def __init__(self, seed=0, p_drop=0.1, dtype=np.float64):
+        rng = np.random.default_rng(seed)
+        self.E = Parameter((rng.standard_normal((V, C)) * 0.5).astype(dtype), "E")
+        self.W = Parameter((rng.standard_normal((C, V)) * 0.5).astype(dtype), "W")
+        self.b = Parameter(np.zeros(V, dtype=dtype), "b")
+        self.p_drop = p_drop
+        self.drop_rng = np.random.default_rng(seed + 100)
+        self.cache = None
+
+    def own_parameters(self):
+        return [("E", self.E), ("W", self.W), ("b", self.b)]
+
+    def rng_state(self):
+        return self.drop_rng.bit_generator.state
+
+    def set_rng_state(self, state):
+        self.drop_rng.bit_generator.state = state
+
+    def __call__(self, **batch):
+        return self.forward(**batch)
+
+    def forward(self, input_ids, labels):
+        a = np.tanh(self.E.data[input_ids])                              # (B, T, C)
+        if self.training and self.p_drop > 0:
+            mask = (self.drop_rng.random(a.shape) >= self.p_drop) / (1 - self.p_drop)
+        else:
+            mask = np.ones_like(a)
+        d = a * mask                                                     # (B, T, C)
+        logits = d @ self.W.data + self.b.data                           # (B, T, V)
+        z = logits - logits.max(-1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(-1, keepdims=True)             # (B, T, V)
+        loss = -np.log(np.take_along_axis(probs, labels[..., None], -1)).mean()
+        self.cache = (input_ids, labels, a, mask, d, probs)
+        return SimpleNamespace(loss=float(loss), logits=logits)
+
+    def backward(self):
+        input_ids, labels, a, mask, d, probs = self._check_cache()
+        N = labels.size
+        dlogits = probs.copy()                                           # (B, T, V)
+        np.put_along_axis(dlogits, labels[..., None], np.take_along_axis(dlogits, labels[..., None], -1) - 1, -1)
+        dlogits /= N
+        self.W.grad += d.reshape(N, C).T @ dlogits.reshape(N, V)
+        self.b.grad += dlogits.reshape(N, V).sum(0)
+        da = (dlogits @ self.W.data.T) * mask                            # (B, T, C)
+        np.add.at(self.E.grad, input_ids, da * (1 - a ** 2))
+
+
+def get_batch(rng, B=4, T=5):
+    """The toy task: predict (id + 1) mod V."""
+    ids = rng.integers(0, V, size=(B, T))
+    return {"input_ids": ids, "labels": (ids + 1) % V}
+
+
+def make_trainer(tmp_path=None, model_seed=0, max_steps=12, train_batches=get_batch, **kwargs):
+    model = TinyLM(seed=model_seed)
+    groups = param_groups_with_decay(model.named_parameters(), 0.1)
+    groups[1]["lr_scale"] = 0.5                         # the no-decay group at half the lr
+    opt = AdamW(groups, lr=0.05)
+    defaults = dict(max_steps=max_steps, grad_clip=0.5, progress=False, seed=3,
+                    lr_schedule=lambda s: cosine_with_warmup(s, 0.05, 0.005, 3, max_steps),
+                    eval_batches=get_batch, eval_every=4, eval_steps=2)
+    if tmp_path is not None:
+        defaults.update(checkpoint_dir=str(tmp_path), checkpoint_every=4)
+    defaults.update(kwargs)
+    return Trainer(model, opt, train_batches, **defaults)
+
+
+def deterministic(history):
+    """History without the wall-clock field."""
+    return [{k: v for k, v in h.items() if k != "tokens_per_s"} for h in history]
+
+
+# ----------------------------------------------------------------------------------------
+
+def test_tiny_model_gradients():
+    """The test model's own backward against central differences (so failures below are the trainer's)."""
+    model = TinyLM(p_drop=0.0)
+    batch = get_batch(np.random.default_rng(0))
+    model(**batch)
+    model.backward()
+    for p in model.parameters():
+        for idx in [(0,), (1,), (2,)] if p.data.ndim == 1 else [(0, 1), (2, 3), (5, 0)]:
+            old = p.data[idx]
+            p.data[idx] = old + 1e-6
+            up = model(**batch).loss
+            p.data[idx] = old - 1e-6
+            down = model(**batch).loss
+            p.data[idx] = old
+            assert p.grad[idx] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-9)
+
+
+def test_loss_decreases():
+    trainer = make_trainer(max_steps=60, eval_every=None, eval_batches=None, log_every=5,
+                           lr_schedule=None)
+    history = trainer.fit()
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert trainer.step == 60
+
+
+def test_history_contents():
+    trainer = make_trainer(max_steps=10, log_every=3, eval_every=4)
+    history = trainer.fit()
+    # every log_every steps, plus eval steps and the last step
+    assert [h["step"] for h in history] == [3, 4, 6, 8, 9, 10]
+    for h in history:
+        assert {"step", "loss", "lr", "grad_norm", "tokens_per_s"} <= set(h)
+        assert h["lr"] == pytest.approx(cosine_with_warmup(h["step"] - 1, 0.05, 0.005, 3, 10))
+        assert h["tokens_per_s"] > 0 and h["grad_norm"] > 0
+    assert [h["step"] for h in history if "eval_loss" in h] == [4, 8, 10]
+    # the groups got lr * lr_scale at the last step
+    assert trainer.optimizer.param_groups[1]["lr"] == pytest.approx(0.5 * history[-1]["lr"])
+
+
+def test_evaluate_restores_mode_and_touches_nothing():
+    trainer = make_trainer()
+    model = trainer.model
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    rng_before = trainer.rng.bit_generator.state
+    model.train()
+    first = trainer.evaluate(3)
+    assert model.training
+    assert trainer.evaluate(3) == first                 # same eval batches every time
+    model.eval()
+    trainer.evaluate([get_batch(np.random.default_rng(1))])
+    assert not model.training
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    assert all(not p.grad.any() for p in model.parameters())
+    assert trainer.rng.bit_generator.state == rng_before
+    with pytest.raises(ValueError, match="eval_batches"):
+        make_trainer(eval_batches=None, eval_every=None).evaluate(2)
+
+
+def test_checkpoint_folder_contents(tmp_path):
+    trainer = make_trainer(tmp_path, max_steps=10)
+    trainer.fit()
+    assert sorted(os.listdir(tmp_path)) == ["step_000004", "step_000008", "step_000010"]
+    folder = tmp_path / "step_000008"
+    assert sorted(os.listdir(folder)) == sorted(CHECKPOINT_FILES)
+    from safetensors.numpy import load_file
+    weights = load_file(str(folder / "model.safetensors"))
+    assert set(weights) == {"E", "W", "b"}
+    opt_arrays = load_file(str(folder / "optimizer.safetensors"))
+    assert set(opt_arrays) == {f"state.{i}.{k}" for i in range(3) for k in ("exp_avg", "exp_avg_sq")}
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert state["step"] == 8 and [h["step"] for h in state["history"]][-1] == 8
+    assert state["data_rng"]["bit_generator"] == "PCG64" and state["model_rng"] is not None
+    opt_meta = json.loads((folder / "optimizer.json").read_text())
+    assert opt_meta["optimizer"] == "AdamW" and opt_meta["state"]["0"]["step"] == 8
+    assert opt_meta["param_groups"][0]["param_names"] == ["E", "W"]
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "step_000010")
+    np.testing.assert_array_equal(load_file(str(tmp_path / "step_000010" / "model.safetensors"))["W"],
+                                  trainer.model.W.data)
+
+
+def test_keep_only_last_checkpoint(tmp_path):
+    make_trainer(tmp_path, max_steps=9, keep_all_checkpoints=False).fit()
+    assert os.listdir(tmp_path) == ["last"]
+    assert json.loads((tmp_path / "last" / "trainer_state.json").read_text())["step"] == 9
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("data", ["callable", "list"])
+def test_resume_is_bit_for_bit(tmp_path, data):
+    if data == "callable":
+        batches = get_batch
+    else:
+        rng = np.random.default_rng(7)
+        batches = [get_batch(rng) for _ in range(5)]     # 5 batches: epochs wrap around too
+
+    full = make_trainer(tmp_path / "full", max_steps=12, train_batches=batches)
+    full.fit()
+
+    # the same run, killed while fetching the batch for step 7 (after the step-4 checkpoint)
+    crashed = make_trainer(tmp_path / "crashed", max_steps=12, train_batches=batches)
+    real_next_batch = crashed.next_batch
+    def next_batch():
+        if crashed.step == 6:
+            raise Interrupt
+        return real_next_batch()
+    crashed.next_batch = next_batch
+    with pytest.raises(Interrupt):
+        crashed.fit()
+    assert crashed.step == 6
+    assert sorted(os.listdir(tmp_path / "crashed")) == ["step_000004"]
+
+    # a fresh process: different initial weights, new optimiser, new trainer
+    resumed = make_trainer(tmp_path / "crashed", model_seed=123, max_steps=12, train_batches=batches)
+    resumed.fit(resume_from=tmp_path / "crashed" / "step_000004")
+    assert resumed.step == 12
+    for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert np.array_equal(p.data, q.data), name
+    assert deterministic(resumed.history) == deterministic(full.history)
+    for i, s in full.optimizer.state.items():
+        assert np.array_equal(s["exp_avg_sq"], resumed.optimizer.state[i]["exp_avg_sq"])
+    assert resumed.rng.bit_generator.state == full.rng.bit_generator.state
+    assert resumed.model.rng_state() == full.model.rng_state()
+
+
+def test_resume_missing_checkpoint(tmp_path):
+    trainer = make_trainer()
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="nope"):
+        trainer.resume(missing)
+    saved = make_trainer(tmp_path, max_steps=4)
+    saved.fit()
+    os.remove(tmp_path / "step_000004" / "optimizer.json")
+    with pytest.raises(FileNotFoundError, match="step_000004.*optimizer.json"):
+        trainer.fit(resume_from=tmp_path / "step_000004")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.safetensors", "trainer_state.json",
+                                  "optimizer.json"])
+def test_resume_truncated_checkpoint(tmp_path, name):
+    make_trainer(tmp_path, max_steps=4).fit()
+    path = tmp_path / "step_000004" / name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    trainer = make_trainer()
+    before = trainer.model.state_dict()
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+        trainer.resume(tmp_path / "step_000004")
+    assert trainer.step == 0
+    for k, v in trainer.model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_resume_other_model_is_a_clear_error(tmp_path):
+    make_trainer(tmp_path, max_steps=4).fit()
+    model = TinyLM()
+    opt = SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="saved by AdamW"):
+        Trainer(model, opt, get_batch, max_steps=8, progress=False).resume(tmp_path / "step_000004")
+
+
+def test_iterable_that_runs_out():
+    batches = iter([get_batch(np.random.default_rng(0))] * 3)
+    trainer = make_trainer(max_steps=5, train_batches=batches, eval_every=None, eval_batches=None)
+    with pytest.raises(RuntimeError, match="ran out of batches at step 3"):
+        trainer.fit()
+
+
+def test_argument_errors():
+    with pytest.raises(TypeError, match="single batch dict"):
+        make_trainer(train_batches=get_batch(np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        make_trainer(checkpoint_every=5)
+    with pytest.raises(ValueError, match="eval_batches"):
+        make_trainer(eval_batches=None, eval_every=5)
+
+
+def test_non_finite_gradient_stops_training():
+    trainer = make_trainer(max_steps=3, eval_every=None, eval_batches=None)
+    trainer.model.W.data[0, 0] = np.nan
+    with pytest.raises(FloatingPointError, match="gradient norm is nan/inf"):
+        trainer.fit()
+
+
+def test_progress_bar_runs(capsys):
+    make_trainer(max_steps=3, progress=True, eval_every=3).fit()
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err and "tok_s=" in err
+
+
+def test_resume_gpt_bit_for_bit(tmp_path):
+    """The same guarantee with the real GPT (float32, dropout on, lr schedule, clipping)."""
+    try:
+        from minilm.models import GPT, GPTConfig
+    except ImportError as e:                                  # pragma: no cover
+        pytest.skip(f"minilm.models.GPT not importable: {e}")
+    tokens = np.random.default_rng(0).integers(0, 13, size=400)
+
+    def lm_batch(rng):
+        starts = rng.integers(0, len(tokens) - 9, size=3)
+        x = np.stack([tokens[s:s + 9] for s in starts])       # (B, T)
+        return {"input_ids": x, "labels": x}
+
+    def run(folder, resume_from=None, stop_at=None):
+        cfg = GPTConfig(vocab_size=13, n_positions=12, n_embd=8, n_layer=2, n_head=2,
+                        resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1, seed=0)
+        model = GPT(cfg, dtype="float32")
+        opt = AdamW(param_groups_with_decay(model.named_parameters(), 0.1), lr=1e-2)
+        trainer = Trainer(model, opt, lm_batch, max_steps=8, grad_clip=1.0, progress=False,
+                          lr_schedule=lambda s: cosine_with_warmup(s, 1e-2, 1e-3, 2, 8),
+                          checkpoint_dir=str(folder), checkpoint_every=4, seed=5)
+        if stop_at is not None:
+            real_next_batch = trainer.next_batch
+            def next_batch():
+                if trainer.step == stop_at:
+                    raise Interrupt
+                return real_next_batch()
+            trainer.next_batch = next_batch
+        trainer.fit(resume_from=resume_from)
+        return trainer
+
+    full = run(tmp_path / "full")
+    with pytest.raises(Interrupt):
+        run(tmp_path / "crashed", stop_at=6)
+    resumed = run(tmp_path / "crashed", resume_from=tmp_path / "crashed" / "step_000004")
+    for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert p.data.dtype == np.float32 and np.array_equal(p.data, q.data), name
+    assert deterministic(resumed.history) == deterministic(full.history)
