@@ -64,7 +64,8 @@ def train_run(args, command="train", sample_prompt="\n"):
     model = GPT(config)
     groups = param_groups_with_decay(model.named_parameters(), args.weight_decay)
     opt = AdamW(groups, lr=args.lr, betas=(0.9, 0.99))
-    schedule = lambda step: cosine_with_warmup(step, args.lr, args.min_lr, args.warmup, args.max_iters)
+    warmup = min(args.warmup, args.max_iters)               # a very short run still gets a schedule
+    schedule = lambda step: cosine_with_warmup(step, args.lr, args.min_lr, warmup, args.max_iters)
     print(f"corpus: {len(text):,} characters, vocabulary {tok.vocab_size}; "
           f"model: {model.num_parameters():,} parameters; run folder: {out}")
     trainer = Trainer(model, opt, data.train_batch, data.val_batch, max_steps=args.max_iters,
