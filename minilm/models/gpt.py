@@ -37,7 +37,7 @@ class GPTConfig:
     attn_pdrop: float = 0.1            # dropout on the attention probabilities
     layer_norm_epsilon: float = 1e-5   # LayerNorm eps
     initializer_range: float = 0.02    # std of the normal initialisation
-    bos_token_id: int = 50256          # <|endoftext|>
+    bos_token_id: int = 50256          # <|endoftext|> (None when outside a small vocabulary)
     eos_token_id: int = 50256
     tie_word_embeddings: bool = True   # the LM head reuses wte (always, in minilm)
     seed: int = 0                      # minilm only: initialisation and dropout seed
@@ -58,6 +58,9 @@ class GPTConfig:
         """The config.json that `transformers` reads (GPT2Config names plus model_type)."""
         d = dataclasses.asdict(self)
         d.update(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_ctx=self.n_positions)
+        for key in ("bos_token_id", "eos_token_id"):        # GPT-2's 50256 means nothing in a tiny vocabulary
+            if d[key] is not None and not 0 <= d[key] < self.vocab_size:
+                d[key] = None
         return d
 
     @classmethod
@@ -259,7 +262,10 @@ class GPT(Module):
     # -- Hugging Face checkpoints --------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, folder, dtype="float32"):
-        """Load a Hugging Face GPT-2 folder (config.json + model.safetensors)."""
+        """Load a Hugging Face GPT-2 folder (config.json + model.safetensors).
+
+        Like `transformers`, the loaded model is in eval mode (dropout off): call
+        `.train()` before fine-tuning it."""
         cfg = read_config(folder, expected_model_types=("gpt2",))
         config = GPTConfig.from_dict(cfg)
         model = cls(config, dtype=dtype)
@@ -271,7 +277,7 @@ class GPT(Module):
                 continue                                         # causal-mask buffers; the tied head
             state[name] = v
         model.load_state_dict(state, strict=True)
-        return model
+        return model.eval()
 
     def save_pretrained(self, folder):
         """Write config.json + model.safetensors that `transformers` reads back unchanged."""
