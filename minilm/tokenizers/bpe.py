@@ -303,6 +303,8 @@ class BPETokenizer:
         >>> {pair: new for pair, new in tok.merges.items()}
         {(97, 97): 256, (97, 98): 257, (256, 257): 258}
         """
+        if isinstance(special_tokens, str):
+            special_tokens = [special_tokens]
         special_tokens = list(dict.fromkeys(special_tokens))
         if vocab_size < 256:
             raise ValueError(f"vocab_size must be at least 256 (one token per byte), got {vocab_size}")
@@ -354,19 +356,15 @@ class BPETokenizer:
                 break
             count = pair_counts[best]
             new_bytes = vocab[best[0]] + vocab[best[1]]
-            if best in merges:  # can only happen after a merge re-created an existing token
-                new_id = merges[best]
-            elif new_bytes in bytes_to_id:
-                # the same bytes already form a token (learnt through another split,
-                # e.g. (a, bc) after (ab, c)): reuse its id, as GPT-2's vocab.json
-                # (text -> id) can only hold one id per string
+            if new_bytes in bytes_to_id:
+                # Guard: the same bytes already form a token (through another split).
+                # Reuse its id, as GPT-2's vocab.json holds one id per string.
                 new_id = bytes_to_id[new_bytes]
-                merges[best] = new_id
             else:
                 new_id = len(vocab)
                 vocab[new_id] = new_bytes
                 bytes_to_id[new_bytes] = new_id
-                merges[best] = new_id
+            merges.setdefault(best, new_id)
             n_merges += 1
             if verbose:
                 print(f"merge {n_merges}: {best} -> {new_id} ({new_bytes!r}) had {count} occurrences")
