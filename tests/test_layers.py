@@ -126,3 +126,35 @@ def test_parameter_grads_accumulate():
     np.testing.assert_allclose(lin.weight.grad, 2 * once)
     lin.zero_grad()
     assert not lin.weight.grad.any()
+
+
+def test_per_example_gradients_sum_to_the_batch_gradient():
+    """Linear, Embedding and LayerNorm keep per-example grads whose sum is the batch grad."""
+    from minilm.layers import Embedding
+    rng = np.random.default_rng(0)
+    emb, ln, lin = Embedding(7, 5, F64, rng, 0.5), LayerNorm(5, dtype=F64), Linear(5, 3, dtype=F64, rng=rng)
+    ln.weight.data[:] = rng.standard_normal(5)
+    mods = (emb, ln, lin)
+    for m in mods:
+        m.per_example_grads()
+    ids = rng.integers(0, 7, (4, 6))
+    out = lin.forward(ln.forward(emb.forward(ids)))
+    dout = rng.standard_normal(out.shape)
+    emb.backward(ln.backward(lin.backward(dout)))
+    for m in mods:
+        for name, p in m.named_parameters():
+            assert p.grad_sample.shape == (4,) + p.shape
+            np.testing.assert_allclose(p.grad_sample.sum(axis=0), p.grad, rtol=1e-12, atol=1e-12)
+    # example 0's per-example gradient equals the gradient of example 0 run alone
+    ref = {}
+    for m in mods:
+        for name, p in m.named_parameters():
+            ref[(id(m), name)] = p.grad_sample[0]
+    for m in mods:
+        m.per_example_grads(False)
+        m.zero_grad()
+    lin.forward(ln.forward(emb.forward(ids[:1])))
+    emb.backward(ln.backward(lin.backward(dout[:1])))
+    for m in mods:
+        for name, p in m.named_parameters():
+            np.testing.assert_allclose(ref[(id(m), name)], p.grad, rtol=1e-12, atol=1e-14)

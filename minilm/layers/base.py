@@ -15,6 +15,7 @@ class Parameter:
         self.data = data
         self.grad = get_xp(data).zeros_like(data)
         self.name = name
+        self.grad_sample = None     # (B, *shape) per-example gradients, when enabled (DP-SGD)
 
     @property
     def shape(self):
@@ -74,6 +75,16 @@ class Module:
     def zero_grad(self):
         for p in self.parameters():
             p.grad[...] = 0
+            if p.grad_sample is not None:
+                p.grad_sample = 0
+
+    def per_example_grads(self, enabled=True):
+        """Ask Linear, Embedding and LayerNorm layers to also keep per-example gradients
+        in `p.grad_sample` (shape (B, *p.shape)) during backward, for DP-SGD. Each backward
+        *adds* into grad_sample, like .grad; `zero_grad` clears it."""
+        for p in self.parameters():
+            p.grad_sample = 0 if enabled else None     # 0: enabled, allocated on first use
+        return self
 
     def train(self, mode=True):
         for m in self.modules():
@@ -116,6 +127,16 @@ class Module:
                                "(or twice after one forward): run forward first")
         cache, self.cache = self.cache, None
         return cache
+
+
+def add_grad_sample(param, g):
+    """Accumulate a per-example gradient g: (B, *param.shape) when per-example gradients are on."""
+    if param.grad_sample is None:
+        return
+    if isinstance(param.grad_sample, int):
+        param.grad_sample = g
+    else:
+        param.grad_sample = param.grad_sample + g
 
 
 def new_param(shape, dtype, rng, std=None, fill=None, name=""):

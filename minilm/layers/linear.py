@@ -1,7 +1,8 @@
 """Linear, Embedding, LayerNorm and Dropout: layers that own Parameters and call one op."""
 from ..ops import (dropout_backward, dropout_forward, embedding_backward, embedding_forward,
                    layernorm_backward, layernorm_forward, linear_backward, linear_forward)
-from .base import Module, new_param
+from ..backend import get_xp
+from .base import Module, add_grad_sample, new_param
 
 
 class Linear(Module):
@@ -24,10 +25,19 @@ class Linear(Module):
         return out
 
     def backward(self, dout):                              # (..., out) -> (..., in)
-        dx, dW, db = linear_backward(dout, self._check_cache())
+        cache = self._check_cache()
+        dx, dW, db = linear_backward(dout, cache)
         self.weight.grad += dW
         if self.bias is not None:
             self.bias.grad += db
+        if self.weight.grad_sample is not None:            # per-example: dW_b = x_b^T dout_b
+            x = cache[0]
+            B = x.shape[0]
+            x3 = x.reshape(B, -1, x.shape[-1])             # (B, rows, in)
+            d3 = dout.reshape(B, -1, dout.shape[-1])       # (B, rows, out)
+            add_grad_sample(self.weight, x3.swapaxes(1, 2) @ d3)          # (B, in, out)
+            if self.bias is not None:
+                add_grad_sample(self.bias, d3.sum(axis=1))                 # (B, out)
         return dx
 
 
@@ -46,7 +56,17 @@ class Embedding(Module):
         return out
 
     def backward(self, dout):                              # (..., C) -> None (ids have no gradient)
-        self.weight.grad += embedding_backward(dout, self._check_cache())
+        cache = self._check_cache()
+        self.weight.grad += embedding_backward(dout, cache)
+        if self.weight.grad_sample is not None:            # per-example scatter-add: (B, V, C)
+            ids, (V, C) = cache
+            xp = get_xp(dout)
+            B = dout.shape[0]
+            ids2 = xp.broadcast_to(ids, dout.shape[:-1]).reshape(B, -1)      # (B, rows)
+            g = xp.zeros((B, V, C), dtype=dout.dtype)
+            rows = xp.broadcast_to(xp.arange(B)[:, None], ids2.shape)
+            xp.add.at(g, (rows.reshape(-1), ids2.reshape(-1)), dout.reshape(-1, C))
+            add_grad_sample(self.weight, g)
         return None
 
 
@@ -68,9 +88,15 @@ class LayerNorm(Module):
         return out
 
     def backward(self, dout):
-        dx, dgamma, dbeta = layernorm_backward(dout, self._check_cache())
+        cache = self._check_cache()
+        dx, dgamma, dbeta = layernorm_backward(dout, cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
+        if self.weight.grad_sample is not None:            # per-example sums over the rows of each example
+            xhat = cache[0]
+            B, C = dout.shape[0], dout.shape[-1]
+            add_grad_sample(self.weight, (dout * xhat).reshape(B, -1, C).sum(axis=1))   # (B, C)
+            add_grad_sample(self.bias, dout.reshape(B, -1, C).sum(axis=1))             # (B, C)
         return dx
 
 
