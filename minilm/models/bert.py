@@ -1,0 +1,903 @@
+"""BERT (Devlin et al., 2018) as Hugging Face `transformers` computes it, backward by hand.
+
+    x = LayerNorm(word[ids] + position[t] + token_type[tt])         (B, T, C)   embeddings
+    for each of the L layers (post-LN: the LayerNorm comes *after* each residual add):
+        a = LayerNorm(x + dropout(attention(x) W_o + b_o))              attention.{self, output}
+        x = LayerNorm(a + dropout(gelu(a W_1 + b_1) W_2 + b_2))         intermediate, output
+    pooled = tanh(x[:, 0] W_p + b_p)                                 (B, C)      pooler, on [CLS]
+
+GPT-2 normalises *before* each sub-layer (pre-LN) and ends with a final LayerNorm; BERT
+normalises *after* each residual add, so every layer's output is already normalised. And BERT
+attends in both directions: there is no causal mask, only the padding mask.
+
+The heads own `bert` (a BertModel) plus a few layers of their own:
+    BertForPreTraining             cls.predictions (masked LM; decoder tied to word_embeddings)
+                                   + cls.seq_relationship (next-sentence prediction, on pooled)
+    BertForMaskedLM                cls.predictions
+    BertForSequenceClassification  classifier on dropout(pooled)            -> (B, K)
+    BertForTokenClassification     classifier on dropout(x), one label a token (NER) -> (B, T, K)
+    BertForQuestionAnswering       qa_outputs on x -> start / end logits over the positions
+
+Parameter names are transformers' (`bert.encoder.layer.0.attention.self.query.weight`, ...), so
+checkpoints map one to one. The layout differs in one place: minilm's Linear keeps W as
+(in, out), so the code reads `x @ W + b`, while PyTorch's nn.Linear keeps (out, in).
+`state_dict()` gives minilm's layout (the arrays as they are, like every Module);
+`hf_state_dict()`, `load_hf_state_dict()` and `hf_grads()` speak PyTorch's and transpose every
+Linear weight, and `from_pretrained` / `save_pretrained` go through them. Embedding tables are
+(rows, C) in both and are never transposed.
+"""
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..backend import get_xp, host_rng, resolve_dtype, to_numpy
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
+from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, new_param
+from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..ops import (get_activation, linear_backward, linear_forward, padding_mask, tanh_backward,
+                   tanh_forward)
+from .checks import as_ids, same_shape
+from .output import ModelOutput
+
+logger = logging.getLogger("minilm")
+
+
+@dataclass
+class BertConfig:
+    """BERT hyper-parameters, under `transformers`' BertConfig names."""
+    model_type: ClassVar[str] = "bert"
+    vocab_size: int = 30522            # V: WordPiece vocabulary size
+    hidden_size: int = 768             # C: model width
+    num_hidden_layers: int = 12        # L: encoder layers
+    num_attention_heads: int = 12      # H: attention heads (C must divide by H)
+    intermediate_size: int = 3072      # F: feed-forward width
+    hidden_act: str = "gelu"           # "gelu" is the exact erf GELU (GPT-2's is the tanh one)
+    hidden_dropout_prob: float = 0.1   # dropout on the embeddings and on each residual branch
+    attention_probs_dropout_prob: float = 0.1   # dropout on the attention probabilities
+    max_position_embeddings: int = 512  # longest sequence (learned position table size)
+    type_vocab_size: int = 2           # segment ids: 0 for sentence A, 1 for sentence B
+    initializer_range: float = 0.02    # std of the normal initialisation
+    layer_norm_eps: float = 1e-12      # LayerNorm eps (BERT's is tiny)
+    pad_token_id: int = 0              # [PAD]: its word-embedding row starts at 0, gets no gradient
+    num_labels: int = 2                # K: classes of the classification heads
+    classifier_dropout: float = None   # dropout before the classifier (None: hidden_dropout_prob)
+    id2label: dict = None              # class id -> name (None: LABEL_0, LABEL_1, ...)
+    seed: int = 0                      # minilm only: initialisation and dropout seed
+
+    def __post_init__(self):
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"BertConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
+                             f"num_attention_heads ({self.num_attention_heads})")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            p = getattr(self, name)
+            if p is not None and not 0.0 <= p < 1.0:
+                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {p}")
+        get_activation(self.hidden_act)                     # unknown name: ValueError listing the known
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
+        if self.id2label is not None:
+            self.id2label = {int(k): v for k, v in self.id2label.items()}
+            if sorted(self.id2label) != list(range(self.num_labels)):
+                raise ValueError(f"id2label must name the classes 0..{self.num_labels - 1} "
+                                 f"(num_labels={self.num_labels}), got ids {sorted(self.id2label)}")
+
+    def to_dict(self, architecture=None):
+        """The config.json that `transformers` reads: BertConfig names, model_type, and the labels
+        as id2label / label2id (transformers derives num_labels from them)."""
+        d = dataclasses.asdict(self)
+        labels = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_labels)}
+        del d["num_labels"]
+        d.update(model_type="bert", position_embedding_type="absolute",
+                 id2label={str(i): name for i, name in labels.items()},
+                 label2id={name: i for i, name in labels.items()})
+        if architecture:
+            d["architectures"] = [architecture]
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a config.json dict; keys minilm does not use are ignored."""
+        if d.get("position_embedding_type", "absolute") != "absolute":
+            raise ValueError(f"position_embedding_type {d['position_embedding_type']!r} is not supported: "
+                             "minilm's BERT has learned absolute positions only")
+        if d.get("is_decoder") or d.get("add_cross_attention"):
+            raise ValueError("decoder / cross-attention BERT configs are not supported")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if kw.get("id2label") is not None:
+            id2label = {int(k): v for k, v in kw["id2label"].items()}
+            kw.setdefault("num_labels", len(id2label))
+            default = {i: f"LABEL_{i}" for i in range(len(id2label))}
+            kw["id2label"] = None if id2label == default else id2label     # the default names
+        return cls(**kw)
+
+
+# ---- the encoder ------------------------------------------------------------------------------
+
+class BertEmbeddings(Module):
+    """x = dropout(LayerNorm(word[ids] + position[t] + token_type[tt])), t = 0 .. T-1."""
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        C, std = cfg.hidden_size, cfg.initializer_range
+        self.word_embeddings = Embedding(cfg.vocab_size, C, dtype, rng, std)
+        self.position_embeddings = Embedding(cfg.max_position_embeddings, C, dtype, rng, std)
+        self.token_type_embeddings = Embedding(cfg.type_vocab_size, C, dtype, rng, std)
+        self.LayerNorm = LayerNorm(C, cfg.layer_norm_eps, dtype)
+        self.dropout = Dropout(cfg.hidden_dropout_prob, dropout_rng)
+        # PyTorch's nn.Embedding(padding_idx=pad): the [PAD] row starts at zero and the lookup
+        # never sends it a gradient (the tied MLM decoder still does)
+        self.pad_token_id = cfg.pad_token_id
+        if self.pad_token_id is not None:
+            self.word_embeddings.weight.data[self.pad_token_id] = 0.0
+        self.cache = None
+
+    def named_children(self):
+        return [("word_embeddings", self.word_embeddings), ("position_embeddings", self.position_embeddings),
+                ("token_type_embeddings", self.token_type_embeddings), ("LayerNorm", self.LayerNorm),
+                ("dropout", self.dropout)]
+
+    def forward(self, ids, token_type_ids):                 # (B, T) ints -> (B, T, C)
+        xp = get_xp(ids)
+        T = ids.shape[1]
+        x = (self.word_embeddings.forward(ids)                              # (B, T, C)
+             + self.position_embeddings.forward(xp.arange(T)[None, :])      # (1, T, C)
+             + self.token_type_embeddings.forward(token_type_ids))          # (B, T, C)
+        self.cache = ids
+        return self.dropout.forward(self.LayerNorm.forward(x))
+
+    def backward(self, dout):                               # (B, T, C) -> None (ids: no gradient)
+        ids = self._check_cache()
+        # undo: out = dropout(LayerNorm(x))
+        dx = self.LayerNorm.backward(self.dropout.backward(dout))           # (B, T, C)
+        # undo: x = word[ids] + position[t] + token_type[tt]   (a sum: each table gets dx)
+        self.token_type_embeddings.backward(dx)
+        self.position_embeddings.backward(dx.sum(axis=0, keepdims=True))    # positions shared by the batch
+        if self.pad_token_id is not None:
+            dx = dx * (ids != self.pad_token_id)[..., None]                 # padding_idx: no gradient
+        self.word_embeddings.backward(dx)
+        return None
+
+
+class BertOutput(Module):
+    """Add & norm after a sub-layer: out = LayerNorm(dropout(h W + b) + residual).
+
+    Used twice a layer: as `attention.output` (h = the heads' concatenation, W = W_o, what
+    transformers calls BertSelfOutput) and as `output` (h = the GELU activations, W = W_2).
+    """
+
+    def __init__(self, n_in, cfg, dtype, rng, dropout_rng):
+        self.dense = Linear(n_in, cfg.hidden_size, dtype=dtype, rng=rng, std=cfg.initializer_range)
+        self.LayerNorm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype)
+        self.dropout = Dropout(cfg.hidden_dropout_prob, dropout_rng)
+
+    def named_children(self):
+        return [("dense", self.dense), ("LayerNorm", self.LayerNorm), ("dropout", self.dropout)]
+
+    def forward(self, h, residual):                         # (B, T, n_in), (B, T, C) -> (B, T, C)
+        return self.LayerNorm.forward(self.dropout.forward(self.dense.forward(h)) + residual)
+
+    def backward(self, dout):
+        """Returns (dh, dresidual)."""
+        # undo: out = LayerNorm(s)
+        ds = self.LayerNorm.backward(dout)                  # (B, T, C)
+        # undo: s = dropout(h W + b) + residual   (the residual passes ds through unchanged)
+        return self.dense.backward(self.dropout.backward(ds)), ds
+
+
+class BertAttention(Module):
+    """a = LayerNorm(x + dropout(multi-head self-attention(x) W_o + b_o)).
+
+    `self` holds the query / key / value projections (a MultiHeadAttention without its own
+    output projection); `output` is the W_o projection with the add & norm.
+    """
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        self.self_attention = MultiHeadAttention(
+            cfg.hidden_size, cfg.num_attention_heads, cfg.attention_probs_dropout_prob, dtype, rng,
+            cfg.initializer_range, names=("query", "key", "value", None), dropout_rng=dropout_rng)
+        self.output = BertOutput(cfg.hidden_size, cfg, dtype, rng, dropout_rng)
+
+    def named_children(self):
+        return [("self", self.self_attention), ("output", self.output)]
+
+    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
+        return self.output.forward(self.self_attention.forward(x, key_mask=key_mask), x)
+
+    def backward(self, dout):                               # (B, T, C) -> (B, T, C)
+        # undo: a = LayerNorm(x + dropout(y W_o + b_o))
+        dy, dx = self.output.backward(dout)
+        # undo: y = attention(x)   (x also reached `a` through the residual: add both)
+        return dx + self.self_attention.backward(dy)
+
+
+class BertIntermediate(Module):
+    """h = act(a W_1 + b_1): the first half of the feed-forward network, (B, T, C) -> (B, T, F)."""
+
+    def __init__(self, cfg, dtype, rng):
+        self.dense = Linear(cfg.hidden_size, cfg.intermediate_size, dtype=dtype, rng=rng,
+                            std=cfg.initializer_range)
+        self.act_forward, self.act_backward = get_activation(cfg.hidden_act)
+        self.cache = None
+
+    def named_children(self):
+        return [("dense", self.dense)]
+
+    def forward(self, a):
+        h, self.cache = self.act_forward(self.dense.forward(a))     # (B, T, F)
+        return h
+
+    def backward(self, dh):
+        return self.dense.backward(self.act_backward(dh, self._check_cache()))   # undo: h = act(a W_1 + b_1)
+
+
+class BertLayer(Module):
+    """Post-LN encoder layer:
+        a   = LayerNorm(x + dropout(attention(x)))         attention
+        h   = gelu(a W_1 + b_1)                            intermediate
+        out = LayerNorm(a + dropout(h W_2 + b_2))          output
+    """
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        self.attention = BertAttention(cfg, dtype, rng, dropout_rng)
+        self.intermediate = BertIntermediate(cfg, dtype, rng)
+        self.output = BertOutput(cfg.intermediate_size, cfg, dtype, rng, dropout_rng)
+
+    def named_children(self):
+        return [("attention", self.attention), ("intermediate", self.intermediate), ("output", self.output)]
+
+    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
+        a = self.attention.forward(x, key_mask)             # (B, T, C)
+        h = self.intermediate.forward(a)                    # (B, T, F)
+        return self.output.forward(h, a)                    # (B, T, C)
+
+    def backward(self, dout):                               # (B, T, C) -> (B, T, C)
+        # undo: out = LayerNorm(a + dropout(h W_2 + b_2))
+        dh, da = self.output.backward(dout)
+        # undo: h = gelu(a W_1 + b_1)   (a feeds both the FFN and the residual)
+        da = da + self.intermediate.backward(dh)
+        # undo: a = attention(x)
+        return self.attention.backward(da)
+
+
+class BertEncoder(Module):
+    """The stack of L BertLayers, named `layer.0`, `layer.1`, ..."""
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        self.layer = [BertLayer(cfg, dtype, rng, dropout_rng) for _ in range(cfg.num_hidden_layers)]
+
+    def named_children(self):
+        return [(f"layer.{i}", layer) for i, layer in enumerate(self.layer)]
+
+    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
+        for layer in self.layer:
+            x = layer.forward(x, key_mask)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self.layer):
+            dout = layer.backward(dout)
+        return dout
+
+
+class BertPooler(Module):
+    """pooled = tanh(x[:, 0] W_p + b_p): the [CLS] position summarises the sequence."""
+
+    def __init__(self, cfg, dtype, rng):
+        self.dense = Linear(cfg.hidden_size, cfg.hidden_size, dtype=dtype, rng=rng, std=cfg.initializer_range)
+        self.cache = None
+
+    def named_children(self):
+        return [("dense", self.dense)]
+
+    def forward(self, x):                                   # (B, T, C) -> (B, C)
+        pooled, tanh_cache = tanh_forward(self.dense.forward(x[:, 0]))   # (B, C)
+        self.cache = (tanh_cache, x.shape)
+        return pooled
+
+    def backward(self, dpooled):                            # (B, C) -> (B, T, C)
+        tanh_cache, shape = self._check_cache()
+        # undo: pooled = tanh(x[:, 0] W_p + b_p)
+        dfirst = self.dense.backward(tanh_backward(dpooled, tanh_cache))  # (B, C)
+        # undo: x[:, 0]   (only the [CLS] position receives a gradient)
+        dx = get_xp(dpooled).zeros(shape, dtype=dpooled.dtype)            # (B, T, C)
+        dx[:, 0] = dfirst
+        return dx
+
+
+# ---- what every BERT model shares: inputs, dropout stream, checkpoints -------------------------
+
+def _named_modules(module, prefix=""):
+    yield prefix, module
+    for name, child in module.named_children():
+        yield from _named_modules(child, prefix + name + ".")
+
+
+def _check_range(name, ids, low, high, what, allow_ignore=False):
+    """ValueError naming the first bad value when an id array leaves [low, high) (-100 allowed
+    when allow_ignore: Hugging Face's "ignore this position")."""
+    host = to_numpy(ids).reshape(-1)
+    if allow_ignore:
+        host = host[host != -100]
+    if host.size:
+        lo, hi = int(host.min()), int(host.max())
+        if lo < low or hi >= high:
+            raise ValueError(f"{name} contains {lo if lo < low else hi}, outside {what}"
+                             + (" (-100 marks ignored positions)" if allow_ignore else ""))
+
+
+def _is_buffer_key(key):
+    """Non-parameter tensors that some checkpoints carry: the position / token-type id buffers
+    (persistent in transformers 4), and the tied MLM decoder weight (= word_embeddings)."""
+    return key.endswith(("embeddings.position_ids", "embeddings.token_type_ids",
+                         "cls.predictions.decoder.weight"))
+
+
+class BertPreTrainedModel(Module):
+    """Base of BertModel and the heads (as in transformers): the dropout stream, input checks,
+    and Hugging Face checkpoints. Subclasses write __init__, named_children, forward, backward."""
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def _init_common(self, config, dtype, dropout_gen=None):
+        """Config, dtype, and the one random stream every dropout layer of the model draws from
+        (a head passes its BertModel's, so a single seed drives the whole model)."""
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        if dropout_gen is None:
+            dropout_gen = get_xp().random.default_rng(config.seed + 1)
+        self._dropout_gen = dropout_gen
+        self._loss_cache = None
+
+    def dropout_generator(self):
+        return self._dropout_gen
+
+    def rng_state(self):
+        return self._dropout_gen.bit_generator.state
+
+    def set_rng_state(self, state):
+        self._dropout_gen.bit_generator.state = state
+
+    # -- Hugging Face layout: Linear weights transposed to (out, in) ---------------------------
+    def _linear_weight_names(self):
+        return {prefix + "weight" for prefix, m in _named_modules(self) if isinstance(m, Linear)}
+
+    def hf_state_dict(self):
+        """{transformers name: NumPy array} in PyTorch's layout (Linear weights (out, in))."""
+        transposed = self._linear_weight_names()
+        return {name: (a.T.copy() if name in transposed else a)
+                for name, a in self.state_dict().items()}
+
+    def hf_grads(self):
+        """{transformers name: NumPy gradient} in PyTorch's layout, to compare with torch's .grad."""
+        transposed = self._linear_weight_names()
+        return {name: to_numpy(p.grad.T if name in transposed else p.grad).copy()
+                for name, p in self.named_parameters()}
+
+    def _hf_key_to_name(self, key, names):
+        """A checkpoint key -> this model's parameter name, or None. Accepts keys with or without
+        the `bert.` prefix, the old TensorFlow-era `LayerNorm.gamma` / `beta`, and the tied
+        `cls.predictions.decoder.bias` (the same tensor as `cls.predictions.bias`)."""
+        k = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        if k.endswith("cls.predictions.decoder.bias"):
+            k = k[: -len("decoder.bias")] + "bias"
+        for candidate in (k, "bert." + k, k[len("bert."):] if k.startswith("bert.") else None):
+            if candidate in names:
+                return candidate
+        return None
+
+    def load_hf_state_dict(self, state_dict, strict=True):
+        """Copy a transformers state dict (PyTorch layout) into the parameters.
+
+        Returns (missing_keys, unexpected_keys): this model's names not found, and checkpoint keys
+        that match nothing (buffers such as `embeddings.position_ids` are skipped silently).
+        With strict=True either one raises KeyError; a shape mismatch always raises ValueError.
+        """
+        names = dict(self.named_parameters())
+        transposed = self._linear_weight_names()
+        state, unexpected = {}, []
+        for key, value in state_dict.items():
+            name = self._hf_key_to_name(key, names)
+            if name is None:
+                if not _is_buffer_key(key):
+                    unexpected.append(key)
+                continue
+            if name in state:                               # cls.predictions.bias given twice
+                continue
+            want = tuple(names[name].shape)
+            want = want[::-1] if name in transposed else want
+            if tuple(value.shape) != want:
+                raise ValueError(f"shape mismatch for {key!r}: checkpoint has {tuple(value.shape)}, "
+                                 f"{type(self).__name__} expects {want} (PyTorch layout)")
+            state[name] = value.T if name in transposed else value
+        missing = [n for n in names if n not in state]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict does not match {type(self).__name__}: "
+                           f"missing keys {missing}, unexpected keys {unexpected}")
+        self.load_state_dict(state, strict=False)
+        return missing, unexpected
+
+    @classmethod
+    def from_pretrained(cls, folder, dtype="float32", num_labels=None, output_loading_info=False):
+        """Load a Hugging Face BERT folder (config.json + model.safetensors).
+
+        Any BERT checkpoint loads into any of the classes: the shared weights are copied, the
+        rest (a new head) keeps its fresh initialisation and is reported as missing, like
+        transformers ("Some weights ... were newly initialized"). `num_labels` overrides the
+        config's (a new classifier). Returns the model in eval mode (call `.train()` before
+        fine-tuning), or (model, {"missing_keys": [...], "unexpected_keys": [...]}) with
+        output_loading_info=True.
+        """
+        cfg = read_config(folder, expected_model_types=("bert",))
+        config = BertConfig.from_dict(cfg)
+        if num_labels is not None and num_labels != config.num_labels:
+            config = dataclasses.replace(config, num_labels=num_labels, id2label=None)
+        model = cls(config, dtype=dtype)
+        tensors = load_safetensors(os.path.join(str(folder), WEIGHTS_NAME))
+        missing, unexpected = model.load_hf_state_dict(tensors, strict=False)
+        if len(missing) == len(model.named_parameters()):
+            raise ValueError(f"{folder} has no weight {cls.__name__} can use: is it a BERT checkpoint? "
+                             f"(first keys: {list(tensors)[:5]})")
+        if missing:
+            logger.warning("Some weights of %s were not in the checkpoint %s and are newly initialized: "
+                           "%s. Train the model before using it.", cls.__name__, folder, missing)
+        if unexpected:
+            logger.warning("Some weights in the checkpoint %s were not used by %s: %s",
+                           folder, cls.__name__, unexpected)
+        model.eval()
+        if output_loading_info:
+            return model, {"missing_keys": missing, "unexpected_keys": unexpected}
+        return model
+
+    def save_pretrained(self, folder):
+        """Write config.json + model.safetensors in transformers' names and layout (the tied MLM
+        decoder weight is left out, as transformers does)."""
+        os.makedirs(folder, exist_ok=True)
+        write_config(folder, self.config.to_dict(architecture=type(self).__name__))
+        save_safetensors(os.path.join(str(folder), WEIGHTS_NAME), self.hf_state_dict())
+
+    # -- shared input checks -------------------------------------------------------------------
+    def _check_inputs(self, input_ids, attention_mask, token_type_ids):
+        """-> (ids, key_mask, token_type_ids) on the backend, or a clear error."""
+        cfg = self.config
+        ids = as_ids("input_ids", input_ids, cfg.vocab_size)
+        B, T = ids.shape
+        if T == 0:
+            raise ValueError("input_ids is empty: need at least one token per sequence")
+        if T > cfg.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings="
+                             f"{cfg.max_position_embeddings}: truncate the input")
+        key_mask = None
+        if attention_mask is not None:
+            am = as_ids("attention_mask", attention_mask)
+            same_shape("attention_mask", am, "input_ids", ids)
+            _check_range("attention_mask", am, 0, 2, "{0, 1} (1 = real token, 0 = padding)")
+            if not bool(am.any(axis=1).all()):
+                raise ValueError("a row of attention_mask is all zeros: every sequence needs a real token")
+            key_mask = padding_mask(am)                     # (B, 1, 1, T)
+        if token_type_ids is None:
+            tt = get_xp(ids).zeros_like(ids)                # one segment
+        else:
+            tt = as_ids("token_type_ids", token_type_ids)
+            same_shape("token_type_ids", tt, "input_ids", ids)
+            _check_range("token_type_ids", tt, 0, cfg.type_vocab_size,
+                         f"[0, type_vocab_size={cfg.type_vocab_size})")
+        return ids, key_mask, tt
+
+    def _labels(self, name, labels, num_classes, shape, what, allow_ignore=True):
+        """Integer targets of the given shape, each in [0, num_classes) (or -100: ignored)."""
+        lab = as_ids(name, labels, ndim=len(shape))
+        if tuple(lab.shape) != tuple(shape):
+            raise ValueError(f"{name} shape {tuple(lab.shape)} must be {tuple(shape)}")
+        _check_range(name, lab, 0, num_classes, what, allow_ignore=allow_ignore)
+        return lab
+
+    def _require_loss(self):
+        if self._loss_cache is None:
+            raise RuntimeError("backward() needs a loss: call the model with labels first "
+                               "(or pass the gradients of its outputs)")
+        cache, self._loss_cache = self._loss_cache, None
+        return cache
+
+
+# ---- the base model -------------------------------------------------------------------------
+
+class BertModel(BertPreTrainedModel):
+    """The BERT encoder (transformers' `BertModel`) with hand-written backward.
+
+        out = model(input_ids, attention_mask=None, token_type_ids=None)
+        out.last_hidden_state   (B, T, C)      out.pooler_output   (B, C), None without a pooler
+        model.backward(dlast_hidden_state, dpooler_output)      # either may be None
+    """
+
+    def __init__(self, config, dtype="float32", add_pooling_layer=True):
+        self._init_common(config, dtype)
+        rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
+        dropout_rng = self.dropout_generator
+        self.embeddings = BertEmbeddings(config, self.dtype, rng, dropout_rng)
+        self.encoder = BertEncoder(config, self.dtype, rng, dropout_rng)
+        self.pooler = BertPooler(config, self.dtype, rng) if add_pooling_layer else None
+
+    def named_children(self):
+        return ([("embeddings", self.embeddings), ("encoder", self.encoder)]
+                + ([("pooler", self.pooler)] if self.pooler is not None else []))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        """input_ids, attention_mask (1 = real token, 0 = padding), token_type_ids: (B, T) ints
+        -> ModelOutput(last_hidden_state (B, T, C), pooler_output (B, C) or None)"""
+        ids, key_mask, tt = self._check_inputs(input_ids, attention_mask, token_type_ids)
+        x = self.embeddings.forward(ids, tt)                # (B, T, C)
+        x = self.encoder.forward(x, key_mask)               # (B, T, C)
+        pooled = self.pooler.forward(x) if self.pooler is not None else None   # (B, C)
+        return ModelOutput(last_hidden_state=x, pooler_output=pooled)
+
+    def backward(self, dlast_hidden_state=None, dpooler_output=None):
+        """Accumulate into every parameter's .grad the gradient of any loss whose gradients
+        w.r.t. the two outputs are given (None: that output did not enter the loss)."""
+        if dlast_hidden_state is None and dpooler_output is None:
+            raise ValueError("BertModel.backward needs dlast_hidden_state and/or dpooler_output")
+        dx = dlast_hidden_state
+        if self.pooler is not None:
+            if dpooler_output is None:
+                self.pooler.cache = None                    # pooled output unused by the loss
+            else:
+                # undo: pooled = tanh(x[:, 0] W_p + b_p)   (x reaches the loss both ways: add)
+                dpool = self.pooler.backward(dpooler_output)
+                dx = dpool if dx is None else dx + dpool
+        elif dpooler_output is not None:
+            raise ValueError("this BertModel has no pooler, so dpooler_output cannot be used")
+        # undo: x = encoder(embeddings(ids))
+        self.embeddings.backward(self.encoder.backward(dx))
+        return None
+
+
+# ---- heads -------------------------------------------------------------------------------------
+
+class BertPredictionHeadTransform(Module):
+    """h = LayerNorm(act(x W + b)): the MLM head's extra layer before the decoder."""
+
+    def __init__(self, cfg, dtype, rng):
+        self.dense = Linear(cfg.hidden_size, cfg.hidden_size, dtype=dtype, rng=rng, std=cfg.initializer_range)
+        self.act_forward, self.act_backward = get_activation(cfg.hidden_act)
+        self.LayerNorm = LayerNorm(cfg.hidden_size, cfg.layer_norm_eps, dtype)
+        self.cache = None
+
+    def named_children(self):
+        return [("dense", self.dense), ("LayerNorm", self.LayerNorm)]
+
+    def forward(self, x):                                   # (B, T, C) -> (B, T, C)
+        g, self.cache = self.act_forward(self.dense.forward(x))
+        return self.LayerNorm.forward(g)
+
+    def backward(self, dout):
+        dg = self.LayerNorm.backward(dout)                  # undo: h = LayerNorm(g)
+        return self.dense.backward(self.act_backward(dg, self._check_cache()))   # undo: g = act(x W + b)
+
+
+class BertLMPredictionHead(Module):
+    """logits = transform(x) @ word_embeddings^T + bias: the decoder is tied to the input
+    embedding table (one Parameter used twice), and only its bias is new (`cls.predictions.bias`)."""
+
+    def __init__(self, cfg, dtype, rng, word_embeddings):
+        self.transform = BertPredictionHeadTransform(cfg, dtype, rng)
+        self.decoder_weight = word_embeddings               # the shared (V, C) Parameter, not a copy
+        self.bias = new_param((cfg.vocab_size,), dtype, None, fill=0.0)   # (V,)
+        self.cache = None
+
+    def own_parameters(self):
+        return [("bias", self.bias)]
+
+    def named_children(self):
+        return [("transform", self.transform)]
+
+    def forward(self, x):                                   # (B, T, C) -> (B, T, V)
+        h = self.transform.forward(x)                       # (B, T, C)
+        logits, self.cache = linear_forward(h, self.decoder_weight.data.T, self.bias.data)  # (B, T, V)
+        return logits
+
+    def backward(self, dlogits):                            # (B, T, V) -> (B, T, C)
+        # undo: logits = h E^T + bias   (E^T's gradient, transposed back, adds into the table)
+        dh, dEt, dbias = linear_backward(dlogits, self._check_cache())   # dEt: (C, V)
+        self.decoder_weight.grad += dEt.T
+        self.bias.grad += dbias
+        # undo: h = transform(x)
+        return self.transform.backward(dh)
+
+
+class BertOnlyMLMHead(Module):
+    """`cls` of BertForMaskedLM: just the masked-LM predictions."""
+
+    def __init__(self, cfg, dtype, rng, word_embeddings):
+        self.predictions = BertLMPredictionHead(cfg, dtype, rng, word_embeddings)
+
+    def named_children(self):
+        return [("predictions", self.predictions)]
+
+    def forward(self, x):                                   # (B, T, C) -> (B, T, V)
+        return self.predictions.forward(x)
+
+    def backward(self, dlogits):                            # (B, T, V) -> (B, T, C)
+        return self.predictions.backward(dlogits)
+
+
+class BertPreTrainingHeads(Module):
+    """`cls` of BertForPreTraining: masked-LM predictions on every position, and next-sentence
+    prediction (is B the sentence that followed A?) on the pooled [CLS] vector."""
+
+    def __init__(self, cfg, dtype, rng, word_embeddings):
+        self.predictions = BertLMPredictionHead(cfg, dtype, rng, word_embeddings)
+        self.seq_relationship = Linear(cfg.hidden_size, 2, dtype=dtype, rng=rng, std=cfg.initializer_range)
+
+    def named_children(self):
+        return [("predictions", self.predictions), ("seq_relationship", self.seq_relationship)]
+
+    def forward(self, x, pooled):                           # (B, T, C), (B, C) -> (B, T, V), (B, 2)
+        return self.predictions.forward(x), self.seq_relationship.forward(pooled)
+
+    def backward(self, dprediction_logits, dseq_relationship_logits):
+        """Returns (dx, dpooled)."""
+        return (self.predictions.backward(dprediction_logits),
+                self.seq_relationship.backward(dseq_relationship_logits))
+
+
+class BertForPreTraining(BertPreTrainedModel):
+    """BERT's pre-training objective: masked LM + next-sentence prediction.
+
+        out = model(input_ids, attention_mask, token_type_ids, labels=None, next_sentence_label=None)
+        out.prediction_logits (B, T, V), out.seq_relationship_logits (B, 2)
+        out.loss = CE(masked LM, labels != -100) + CE(NSP; 0 = B follows A, 1 = B is random)
+    transformers returns no loss unless both targets are given; minilm sums the ones given.
+    """
+
+    def __init__(self, config, dtype="float32"):
+        self.bert = BertModel(config, dtype, add_pooling_layer=True)
+        self._init_common(config, dtype, self.bert.dropout_generator())
+        rng = host_rng(config.seed + 2)                     # the head's own initialisation stream
+        self.cls = BertPreTrainingHeads(config, self.dtype, rng, self.bert.embeddings.word_embeddings.weight)
+
+    def named_children(self):
+        return [("bert", self.bert), ("cls", self.cls)]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
+                next_sentence_label=None):
+        self._loss_cache = None
+        out = self.bert.forward(input_ids, attention_mask, token_type_ids)
+        prediction_logits, seq_relationship_logits = self.cls.forward(out.last_hidden_state,
+                                                                      out.pooler_output)
+        B, T, V = prediction_logits.shape
+        self._logits_shape = (B, T, V)
+        loss, mlm_cache, nsp_cache = None, None, None
+        if labels is not None:
+            lab = self._labels("labels", labels, V, (B, T), f"the vocabulary [0, {V})")
+            loss, mlm_cache = cross_entropy_forward(prediction_logits.reshape(B * T, V), lab.reshape(-1))
+        if next_sentence_label is not None:
+            nsl = self._labels("next_sentence_label", next_sentence_label, 2, (B,),
+                               "{0, 1} (0 = B follows A, 1 = B is random)")
+            nsp_loss, nsp_cache = cross_entropy_forward(seq_relationship_logits, nsl)
+            loss = nsp_loss if loss is None else loss + nsp_loss
+        if loss is not None:
+            self._loss_cache = (mlm_cache, nsp_cache)
+        return ModelOutput(loss=loss, prediction_logits=prediction_logits,
+                           seq_relationship_logits=seq_relationship_logits)
+
+    def backward(self, dprediction_logits=None, dseq_relationship_logits=None):
+        """Gradients of out.loss (no arguments), or of any loss given its gradients w.r.t. the
+        two outputs (None: that output did not enter the loss)."""
+        if dprediction_logits is None and dseq_relationship_logits is None:
+            mlm_cache, nsp_cache = self._require_loss()
+            if mlm_cache is not None:
+                dprediction_logits = cross_entropy_backward(1.0, mlm_cache).reshape(self._logits_shape)
+            if nsp_cache is not None:
+                dseq_relationship_logits = cross_entropy_backward(1.0, nsp_cache)
+        self._loss_cache = None
+        xp = get_xp(self.bert.embeddings.word_embeddings.weight.data)
+        B, T, V = self._logits_shape
+        if dprediction_logits is None:                      # that output did not enter the loss
+            dprediction_logits = xp.zeros((B, T, V), dtype=self.dtype)
+        if dseq_relationship_logits is None:
+            dseq_relationship_logits = xp.zeros((B, 2), dtype=self.dtype)
+        # undo: prediction_logits, seq_relationship_logits = cls(x, pooled)
+        dx, dpooled = self.cls.backward(dprediction_logits, dseq_relationship_logits)
+        # undo: x, pooled = bert(input_ids)
+        self.bert.backward(dx, dpooled)
+
+
+class BertForMaskedLM(BertPreTrainedModel):
+    """Masked-language-model head: predict the original token at each position whose label is
+    not -100 (the ~15% that were masked).
+
+        out = model(input_ids, attention_mask, token_type_ids, labels=None)
+        out.logits (B, T, V), out.loss = mean CE over labels != -100
+    """
+
+    def __init__(self, config, dtype="float32"):
+        self.bert = BertModel(config, dtype, add_pooling_layer=False)
+        self._init_common(config, dtype, self.bert.dropout_generator())
+        rng = host_rng(config.seed + 2)
+        self.cls = BertOnlyMLMHead(config, self.dtype, rng, self.bert.embeddings.word_embeddings.weight)
+
+    def named_children(self):
+        return [("bert", self.bert), ("cls", self.cls)]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        self._loss_cache = None
+        x = self.bert.forward(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, C)
+        logits = self.cls.forward(x)                        # (B, T, V)
+        B, T, V = logits.shape
+        loss = None
+        if labels is not None:
+            lab = self._labels("labels", labels, V, (B, T), f"the vocabulary [0, {V})")
+            loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), lab.reshape(-1))
+            self._loss_cache = (ce_cache, (B, T, V))
+        return ModelOutput(loss=loss, logits=logits)
+
+    def backward(self, dlogits=None):
+        """Gradients of out.loss, or of another loss given dlogits (B, T, V)."""
+        if dlogits is None:
+            ce_cache, shape = self._require_loss()
+            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
+        self._loss_cache = None
+        # undo: logits = cls(x)
+        dx = self.cls.backward(dlogits)
+        # undo: x = bert(input_ids)
+        self.bert.backward(dx)
+
+
+class BertForSequenceClassification(BertPreTrainedModel):
+    """One label a sequence (sentiment, entailment, ...) from the pooled [CLS] vector.
+
+        logits = dropout(pooled) W_c + b_c                              (B, K)
+        out = model(input_ids, attention_mask, token_type_ids, labels=None)   labels: (B,) in [0, K)
+    """
+
+    def __init__(self, config, dtype="float32"):
+        self.bert = BertModel(config, dtype, add_pooling_layer=True)
+        self._init_common(config, dtype, self.bert.dropout_generator())
+        rng = host_rng(config.seed + 2)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = Dropout(p, self.dropout_generator)
+        self.classifier = Linear(config.hidden_size, config.num_labels, dtype=self.dtype, rng=rng,
+                                 std=config.initializer_range)
+
+    def named_children(self):
+        return [("bert", self.bert), ("dropout", self.dropout), ("classifier", self.classifier)]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        self._loss_cache = None
+        pooled = self.bert.forward(input_ids, attention_mask, token_type_ids).pooler_output   # (B, C)
+        logits = self.classifier.forward(self.dropout.forward(pooled))                       # (B, K)
+        loss = None
+        if labels is not None:
+            K = self.config.num_labels
+            if K == 1:
+                raise NotImplementedError("num_labels=1 means regression (MSE) in transformers; minilm's "
+                                          "BertForSequenceClassification only classifies (num_labels >= 2)")
+            lab = self._labels("labels", labels, K, (logits.shape[0],), f"the classes [0, num_labels={K})")
+            loss, self._loss_cache = cross_entropy_forward(logits, lab)
+        return ModelOutput(loss=loss, logits=logits)
+
+    def backward(self, dlogits=None):
+        """Gradients of out.loss, or of another loss given dlogits (B, K)."""
+        if dlogits is None:
+            dlogits = cross_entropy_backward(1.0, self._require_loss())
+        self._loss_cache = None
+        # undo: logits = dropout(pooled) W_c + b_c
+        dpooled = self.dropout.backward(self.classifier.backward(dlogits))
+        # undo: pooled = bert(input_ids).pooler_output
+        self.bert.backward(None, dpooled)
+
+
+class BertForTokenClassification(BertPreTrainedModel):
+    """One label a token (named entities, part of speech) from each position's vector.
+
+        logits = dropout(x) W_c + b_c                                   (B, T, K)
+        labels: (B, T) in [0, K), -100 where there is nothing to predict (padding, sub-words)
+    """
+
+    def __init__(self, config, dtype="float32"):
+        self.bert = BertModel(config, dtype, add_pooling_layer=False)
+        self._init_common(config, dtype, self.bert.dropout_generator())
+        rng = host_rng(config.seed + 2)
+        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = Dropout(p, self.dropout_generator)
+        self.classifier = Linear(config.hidden_size, config.num_labels, dtype=self.dtype, rng=rng,
+                                 std=config.initializer_range)
+
+    def named_children(self):
+        return [("bert", self.bert), ("dropout", self.dropout), ("classifier", self.classifier)]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        self._loss_cache = None
+        x = self.bert.forward(input_ids, attention_mask, token_type_ids).last_hidden_state   # (B, T, C)
+        logits = self.classifier.forward(self.dropout.forward(x))                           # (B, T, K)
+        B, T, K = logits.shape
+        loss = None
+        if labels is not None:
+            lab = self._labels("labels", labels, K, (B, T), f"the classes [0, num_labels={K})")
+            loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, K), lab.reshape(-1))
+            self._loss_cache = (ce_cache, (B, T, K))
+        return ModelOutput(loss=loss, logits=logits)
+
+    def backward(self, dlogits=None):
+        """Gradients of out.loss, or of another loss given dlogits (B, T, K)."""
+        if dlogits is None:
+            ce_cache, shape = self._require_loss()
+            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
+        self._loss_cache = None
+        # undo: logits = dropout(x) W_c + b_c
+        dx = self.dropout.backward(self.classifier.backward(dlogits))
+        # undo: x = bert(input_ids).last_hidden_state
+        self.bert.backward(dx)
+
+
+class BertForQuestionAnswering(BertPreTrainedModel):
+    """Extractive QA (SQuAD): the answer is the span of the context from `start` to `end`.
+
+        [start_logits, end_logits] = x W_qa + b_qa                      (B, T) each
+        loss = (CE(start_logits, start_positions) + CE(end_logits, end_positions)) / 2
+    As in transformers the softmax runs over all T positions, padding included. Positions must
+    lie in [0, T) with start <= end (transformers instead clamps them and ignores position T).
+    """
+
+    def __init__(self, config, dtype="float32"):
+        if config.num_labels != 2:                # transformers sizes qa_outputs by num_labels too
+            raise ValueError(f"BertForQuestionAnswering needs num_labels=2 (start and end logits), "
+                             f"got {config.num_labels}")
+        self.bert = BertModel(config, dtype, add_pooling_layer=False)
+        self._init_common(config, dtype, self.bert.dropout_generator())
+        rng = host_rng(config.seed + 2)
+        self.qa_outputs = Linear(config.hidden_size, 2, dtype=self.dtype, rng=rng, std=config.initializer_range)
+
+    def named_children(self):
+        return [("bert", self.bert), ("qa_outputs", self.qa_outputs)]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
+                end_positions=None):
+        self._loss_cache = None
+        x = self.bert.forward(input_ids, attention_mask, token_type_ids).last_hidden_state   # (B, T, C)
+        logits = self.qa_outputs.forward(x)                 # (B, T, 2)
+        start_logits, end_logits = logits[..., 0].copy(), logits[..., 1].copy()   # (B, T) each
+        B, T = start_logits.shape
+        loss = None
+        if (start_positions is None) != (end_positions is None):
+            raise ValueError("pass both start_positions and end_positions (or neither)")
+        if start_positions is not None:
+            where = f"the sequence positions [0, {T})"
+            start = self._labels("start_positions", start_positions, T, (B,), where, allow_ignore=False)
+            end = self._labels("end_positions", end_positions, T, (B,), where, allow_ignore=False)
+            after = to_numpy(start > end)
+            if after.any():
+                b = int(after.argmax())
+                raise ValueError(f"start_positions[{b}] = {int(start[b])} comes after "
+                                 f"end_positions[{b}] = {int(end[b])}: a span needs start <= end")
+            start_loss, start_cache = cross_entropy_forward(start_logits, start)
+            end_loss, end_cache = cross_entropy_forward(end_logits, end)
+            loss = (start_loss + end_loss) / 2
+            self._loss_cache = (start_cache, end_cache)
+        return ModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
+
+    def backward(self, dstart_logits=None, dend_logits=None):
+        """Gradients of out.loss, or of another loss given dstart_logits and dend_logits (B, T)."""
+        if dstart_logits is None and dend_logits is None:
+            start_cache, end_cache = self._require_loss()
+            # undo: loss = (start_loss + end_loss) / 2
+            dstart_logits = cross_entropy_backward(0.5, start_cache)
+            dend_logits = cross_entropy_backward(0.5, end_cache)
+        self._loss_cache = None
+        xp = get_xp(dstart_logits if dstart_logits is not None else dend_logits)
+        if dstart_logits is None:
+            dstart_logits = xp.zeros_like(dend_logits)
+        if dend_logits is None:
+            dend_logits = xp.zeros_like(dstart_logits)
+        # undo: start_logits, end_logits = logits[..., 0], logits[..., 1]
+        dlogits = xp.stack((dstart_logits, dend_logits), axis=-1)      # (B, T, 2)
+        # undo: logits = x W_qa + b_qa
+        dx = self.qa_outputs.backward(dlogits)
+        # undo: x = bert(input_ids).last_hidden_state
+        self.bert.backward(dx)
