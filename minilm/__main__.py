@@ -117,6 +117,7 @@ def cmd_sample(args):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("MPLBACKEND", "Agg")          # files only: no display needed
     parser = argparse.ArgumentParser(prog="python -m minilm", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq}")

@@ -44,7 +44,8 @@ class GradcheckResult:
     """Per-tensor comparison of analytic and numerical gradients.
 
     `rows`: list of (name, max_abs_error, relative_error, passed), where the relative error is
-    max|analytic - numeric| / max(max|numeric|, max|analytic|) over the checked entries.
+    max|analytic - numeric| / max(max|numeric|, max|analytic|) over the checked entries
+    (reported as 0 when both are below atol: a gradient that is zero in exact arithmetic).
     Truthy when every tensor passed `allclose(analytic, numeric, rtol, atol)`.
     """
 
@@ -77,7 +78,8 @@ def _compare(name, analytic, numeric, idx, rtol, atol):
     n = to_numpy(numeric).reshape(-1)[idx]
     err = float(np.max(np.abs(a - n))) if a.size else 0.0
     scale = float(max(np.max(np.abs(n)), np.max(np.abs(a)))) if a.size else 0.0
-    rel = err / scale if scale > 0 else 0.0
+    rel = err / scale if scale > atol else 0.0          # an all-zero gradient (an attention key
+    #                                                     bias, say) has nothing to be relative to
     return (name, err, rel, bool(np.allclose(a, n, rtol=rtol, atol=atol)))
 
 

@@ -2,8 +2,8 @@
 
 
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg", force=False)      # no display needed; notebooks keep their inline backend
+    # No matplotlib.use() here: that would switch a notebook off its inline backend. The
+    # command line picks the non-interactive "Agg" backend itself (minilm/__main__.py).
     import matplotlib.pyplot as plt
     return plt
 
