@@ -7,12 +7,18 @@ whole suite's default backend is CuPy.
 """
 import os
 
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# Small matrix products on a busy 2-core machine spend most of their time spin-waiting in
+# OpenBLAS threads (15x slower measured); the suite runs them single-threaded. Must be set
+# before NumPy is imported. Benchmarks (python -m minilm bench) keep the machine's default.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import minilm
-from minilm.backend import cupy_available
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import minilm  # noqa: E402
+from minilm.backend import cupy_available  # noqa: E402
 
 settings.register_profile("ci", max_examples=8, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

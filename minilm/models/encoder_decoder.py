@@ -1,0 +1,603 @@
+"""The original Transformer (Vaswani et al. 2017, "Attention Is All You Need"): an encoder
+reads the source, a decoder writes the target while attending over the encoder's output.
+
+    x_0 = E_src[src] * sqrt(C) + PE[0:S]                   (B, S, C)  sinusoidal positions
+    x_l = EncoderLayer(x_{l-1}, src padding mask)           memory = x_L    (B, S, C)
+    y_0 = E_tgt[tgt] * sqrt(C) + PE[0:T]                   (B, T, C)
+    y_l = DecoderLayer(y_{l-1}, memory, causal & tgt padding mask, src padding mask)
+    logits = y_L E_tgt^T                                    (B, T, V)  output tied to E_tgt
+
+Each layer is a stack of residual sub-layers, `LayerNorm(x + Dropout(sublayer(x)))` in the
+paper (post-LN, norm_first=False), or `x + Dropout(sublayer(LayerNorm(x)))` with
+norm_first=True (pre-LN, which trains without warm-up and needs a final LayerNorm after
+each stack). The feed-forward sub-layer is ReLU(x W_1 + b_1) W_2 + b_2.
+
+Config names are `torch.nn.Transformer`'s (d_model, nhead, num_encoder_layers, ...), and so
+are the layers' (self_attn, multihead_attn, norm1..3, linear1/linear2); the call follows
+Hugging Face's encoder-decoders: `model(input_ids, attention_mask, decoder_input_ids,
+labels)`. Weights are (in, out): the code reads `x @ W + b`.
+"""
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+
+from ..backend import get_xp, host_rng, resolve_dtype
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
+from ..layers import Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention
+from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from ..ops import (attention_forward, causal_mask, linear_backward, linear_forward, merge_heads,
+                   padding_mask, split_heads)
+from .checks import as_ids, same_shape
+from .output import ModelOutput
+
+MODEL_TYPE = "minilm-seq2seq"
+ATTN_NAMES = ("q_proj", "k_proj", "v_proj", "out_proj")     # the four projections' names
+
+
+@dataclass
+class TransformerConfig:
+    """Hyper-parameters of the encoder-decoder; defaults are the paper's base model."""
+    src_vocab_size: int = 37000        # V_src: source vocabulary
+    tgt_vocab_size: int = 37000        # V: target vocabulary (the output layer's width)
+    d_model: int = 512                 # C: model width
+    nhead: int = 8                     # H: attention heads (C must divide by H)
+    num_encoder_layers: int = 6        # encoder layers
+    num_decoder_layers: int = 6        # decoder layers
+    dim_feedforward: int = 2048        # F: inner width of the ReLU feed-forward network
+    dropout: float = 0.1               # on embeddings, attention probabilities, sub-layer outputs
+    max_position_embeddings: int = 512  # longest source or target (rows of the sinusoid table)
+    layer_norm_eps: float = 1e-5       # LayerNorm eps
+    norm_first: bool = False           # False: post-LN as in the paper; True: pre-LN
+    share_embeddings: bool = False     # one table for source and target (needs equal vocabularies)
+    label_smoothing: float = 0.1       # eps_ls of the loss (the paper's 0.1)
+    pad_token_id: int = 0              # padding, in both vocabularies
+    bos_token_id: int = 1              # starts every decoder input (HF's decoder_start_token_id)
+    eos_token_id: int = 2              # ends every target
+    seed: int = 0                      # minilm only: initialisation and dropout seed
+
+    def __post_init__(self):
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_encoder_layers",
+                     "num_decoder_layers", "dim_feedforward", "max_position_embeddings"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"TransformerConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError("share_embeddings needs src_vocab_size == tgt_vocab_size, got "
+                             f"{self.src_vocab_size} and {self.tgt_vocab_size}")
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            if not 0 <= getattr(self, name) < self.tgt_vocab_size:
+                raise ValueError(f"{name}={getattr(self, name)} is outside the target vocabulary "
+                                 f"[0, {self.tgt_vocab_size})")
+        if not 0 <= self.pad_token_id < self.src_vocab_size:
+            raise ValueError(f"pad_token_id={self.pad_token_id} is outside the source vocabulary "
+                             f"[0, {self.src_vocab_size})")
+
+    def to_dict(self):
+        d = dataclasses.asdict(self)
+        d.update(model_type=MODEL_TYPE, architectures=["Seq2SeqTransformer"],
+                 decoder_start_token_id=self.bos_token_id, activation="relu")
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def sinusoidal_positions(xp, n_positions, C, dtype):
+    """(n_positions, C) table of the paper's section 3.5, fixed (not learned):
+
+        PE[pos, 2i]   = sin(pos / 10000^(2i / C))
+        PE[pos, 2i+1] = cos(pos / 10000^(2i / C))
+    Each pair of channels is a sinusoid of its own wavelength (2 pi ... 10000 * 2 pi), so
+    PE[pos + k] is a fixed linear function (a rotation per pair) of PE[pos].
+    """
+    pos = xp.arange(n_positions, dtype=xp.float64)[:, None]                # (P, 1)
+    freq = xp.exp(xp.arange(0, C, 2, dtype=xp.float64) * (-math.log(10000.0) / C))  # (ceil(C/2),)
+    angle = pos * freq                                                     # (P, ceil(C/2))
+    pe = xp.zeros((n_positions, C), dtype=xp.float64)                      # (P, C)
+    pe[:, 0::2] = xp.sin(angle)
+    pe[:, 1::2] = xp.cos(angle[:, : C // 2])                               # odd C: one sin more
+    return pe.astype(dtype)
+
+
+def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
+    """Teacher forcing: the decoder reads the target shifted right behind a start token.
+
+    labels (B, T) -> decoder_input_ids (B, T), e.g. [a, b, c, EOS] -> [BOS, a, b, c];
+    -100 (ignored label positions) become padding.
+    """
+    xp = get_xp(labels)
+    out = xp.full(labels.shape, pad_token_id, dtype=labels.dtype)         # (B, T)
+    out[:, 0] = decoder_start_token_id
+    out[:, 1:] = labels[:, :-1]
+    out[out == IGNORE_INDEX] = pad_token_id
+    return out
+
+
+def xavier_std(n_in, n_out):
+    """Glorot/Xavier normal std, sqrt(2 / (fan_in + fan_out)): the usual Transformer init."""
+    return math.sqrt(2.0 / (n_in + n_out))
+
+
+def _project(linear, x):
+    """x W + b with a Linear's weights and no cache kept (inference only)."""
+    return linear_forward(x, linear.weight.data, linear.bias.data)[0]
+
+
+def cached_self_attention(attn, x, past_k, past_v, pos):
+    """Decoder self-attention for new positions pos .. pos+t-1, with a key/value cache.
+
+    x: (N, t, C); past_k, past_v: (N, H, Tmax, D) buffers holding the keys and values of
+    positions < pos, filled here at [pos, pos+t). Each earlier position's k and v are
+    computed once, not once per generated token. Returns (N, t, C); no backward.
+    """
+    xp = get_xp(x)
+    H = attn.n_head
+    q = split_heads(_project(attn.q, x), H)                                # (N, H, t, D)
+    t = q.shape[2]
+    past_k[:, :, pos:pos + t] = split_heads(_project(attn.k, x), H)
+    past_v[:, :, pos:pos + t] = split_heads(_project(attn.v, x), H)
+    S = pos + t
+    y, _ = attention_forward(q, past_k[:, :, :S], past_v[:, :, :S], causal_mask(xp, t, S))
+    return _project(attn.o, merge_heads(y))                                # (N, t, C)
+
+
+def memory_attention(attn, x, memory_k, memory_v, src_mask):
+    """Cross-attention over encoder keys/values projected once per source (inference only).
+
+    x: (N, t, C), memory_k, memory_v: (N, H, S, D), src_mask: (N, 1, 1, S) or None -> (N, t, C)
+    """
+    q = split_heads(_project(attn.q, x), attn.n_head)                      # (N, H, t, D)
+    y, _ = attention_forward(q, memory_k, memory_v, src_mask)              # (N, H, t, D)
+    return _project(attn.o, merge_heads(y))
+
+
+class EncoderLayer(Module):
+    """Self-attention over the source, then the feed-forward network.
+
+    post-LN (paper):  h = norm1(x + dropout1(self_attn(x)));   out = norm2(h + dropout2(ffn(h)))
+    pre-LN:           h = x + dropout1(self_attn(norm1(x)));   out = h + dropout2(ffn(norm2(h)))
+    """
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        C, F = cfg.d_model, cfg.dim_feedforward
+        self.norm_first = cfg.norm_first
+        self.self_attn = MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng, xavier_std(C, C),
+                                            ATTN_NAMES, dropout_rng)
+        self.dropout1 = Dropout(cfg.dropout, dropout_rng)
+        self.norm1 = LayerNorm(C, cfg.layer_norm_eps, dtype)
+        self.ffn = FeedForward(C, F, "relu", dtype, rng, xavier_std(C, F), names=("linear1", "linear2"))
+        self.dropout2 = Dropout(cfg.dropout, dropout_rng)
+        self.norm2 = LayerNorm(C, cfg.layer_norm_eps, dtype)
+
+    def named_children(self):
+        return [("self_attn", self.self_attn), ("dropout1", self.dropout1), ("norm1", self.norm1),
+                ("ffn", self.ffn), ("dropout2", self.dropout2), ("norm2", self.norm2)]
+
+    def forward(self, x, src_mask=None):
+        """x: (B, S, C), src_mask: (B, 1, 1, S) bool (False = padding) or None -> (B, S, C)"""
+        if self.norm_first:
+            h = x + self.dropout1.forward(self.self_attn.forward(self.norm1.forward(x), key_mask=src_mask))
+            return h + self.dropout2.forward(self.ffn.forward(self.norm2.forward(h)))
+        h = self.norm1.forward(x + self.dropout1.forward(self.self_attn.forward(x, key_mask=src_mask)))
+        return self.norm2.forward(h + self.dropout2.forward(self.ffn.forward(h)))
+
+    def backward(self, dout):                                   # (B, S, C) -> (B, S, C)
+        if self.norm_first:
+            # undo: out = h + dropout2(ffn(norm2(h)))
+            dh = dout + self.norm2.backward(self.ffn.backward(self.dropout2.backward(dout)))
+            # undo: h = x + dropout1(self_attn(norm1(x)))
+            return dh + self.norm1.backward(self.self_attn.backward(self.dropout1.backward(dh)))
+        # undo: out = norm2(h + dropout2(ffn(h)))   (h reaches the sum directly and through ffn)
+        dsum = self.norm2.backward(dout)
+        dh = dsum + self.ffn.backward(self.dropout2.backward(dsum))
+        # undo: h = norm1(x + dropout1(self_attn(x)))   (self-attention returns dx for q, k, v together)
+        dsum = self.norm1.backward(dh)
+        return dsum + self.self_attn.backward(self.dropout1.backward(dsum))
+
+
+class DecoderLayer(Module):
+    """Masked self-attention over the target so far, cross-attention over the encoder
+    output ("memory"), then the feed-forward network.
+
+    post-LN (paper):  h1  = norm1(y + dropout1(self_attn(y)))            causal + target padding
+                      h2  = norm2(h1 + dropout2(multihead_attn(h1, memory)))   source padding
+                      out = norm3(h2 + dropout3(ffn(h2)))
+    pre-LN:           h1  = y + dropout1(self_attn(norm1(y)))
+                      h2  = h1 + dropout2(multihead_attn(norm2(h1), memory))
+                      out = h2 + dropout3(ffn(norm3(h2)))
+    """
+
+    def __init__(self, cfg, dtype, rng, dropout_rng):
+        C, F = cfg.d_model, cfg.dim_feedforward
+        self.norm_first = cfg.norm_first
+        self.self_attn = MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng, xavier_std(C, C),
+                                            ATTN_NAMES, dropout_rng, causal=True)
+        self.dropout1 = Dropout(cfg.dropout, dropout_rng)
+        self.norm1 = LayerNorm(C, cfg.layer_norm_eps, dtype)
+        self.multihead_attn = MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng,
+                                                 xavier_std(C, C), ATTN_NAMES, dropout_rng)
+        self.dropout2 = Dropout(cfg.dropout, dropout_rng)
+        self.norm2 = LayerNorm(C, cfg.layer_norm_eps, dtype)
+        self.ffn = FeedForward(C, F, "relu", dtype, rng, xavier_std(C, F), names=("linear1", "linear2"))
+        self.dropout3 = Dropout(cfg.dropout, dropout_rng)
+        self.norm3 = LayerNorm(C, cfg.layer_norm_eps, dtype)
+
+    def named_children(self):
+        return [("self_attn", self.self_attn), ("dropout1", self.dropout1), ("norm1", self.norm1),
+                ("multihead_attn", self.multihead_attn), ("dropout2", self.dropout2),
+                ("norm2", self.norm2), ("ffn", self.ffn), ("dropout3", self.dropout3),
+                ("norm3", self.norm3)]
+
+    def forward(self, y, memory, tgt_mask=None, src_mask=None):
+        """y: (B, T, C) target, memory: (B, S, C) encoder output, tgt_mask: (B, 1, 1, T) or
+        None (the causal mask is added inside self_attn), src_mask: (B, 1, 1, S) or None
+        -> (B, T, C)"""
+        if self.norm_first:
+            h1 = y + self.dropout1.forward(self.self_attn.forward(self.norm1.forward(y), key_mask=tgt_mask))
+            h2 = h1 + self.dropout2.forward(
+                self.multihead_attn.forward(self.norm2.forward(h1), memory, key_mask=src_mask))
+            return h2 + self.dropout3.forward(self.ffn.forward(self.norm3.forward(h2)))
+        h1 = self.norm1.forward(y + self.dropout1.forward(self.self_attn.forward(y, key_mask=tgt_mask)))
+        h2 = self.norm2.forward(
+            h1 + self.dropout2.forward(self.multihead_attn.forward(h1, memory, key_mask=src_mask)))
+        return self.norm3.forward(h2 + self.dropout3.forward(self.ffn.forward(h2)))
+
+    def backward(self, dout):
+        """dout: (B, T, C) -> (dy (B, T, C), dmemory (B, S, C))"""
+        if self.norm_first:
+            # undo: out = h2 + dropout3(ffn(norm3(h2)))
+            dh2 = dout + self.norm3.backward(self.ffn.backward(self.dropout3.backward(dout)))
+            # undo: h2 = h1 + dropout2(multihead_attn(norm2(h1), memory))
+            dq, dmemory = self.multihead_attn.backward(self.dropout2.backward(dh2))
+            dh1 = dh2 + self.norm2.backward(dq)
+            # undo: h1 = y + dropout1(self_attn(norm1(y)))
+            dy = dh1 + self.norm1.backward(self.self_attn.backward(self.dropout1.backward(dh1)))
+            return dy, dmemory
+        # undo: out = norm3(h2 + dropout3(ffn(h2)))
+        dsum = self.norm3.backward(dout)
+        dh2 = dsum + self.ffn.backward(self.dropout3.backward(dsum))
+        # undo: h2 = norm2(h1 + dropout2(multihead_attn(h1, memory)))
+        dsum = self.norm2.backward(dh2)
+        dq, dmemory = self.multihead_attn.backward(self.dropout2.backward(dsum))
+        dh1 = dsum + dq
+        # undo: h1 = norm1(y + dropout1(self_attn(y)))
+        dsum = self.norm1.backward(dh1)
+        dy = dsum + self.self_attn.backward(self.dropout1.backward(dsum))
+        return dy, dmemory
+
+    def _residual(self, x, sublayer, norm):
+        """One residual sub-layer at inference (no dropout): post-LN or pre-LN."""
+        if self.norm_first:
+            return x + sublayer(norm.forward(x))
+        return norm.forward(x + sublayer(x))
+
+    def forward_cached(self, y, cache, pos, src_mask):
+        """Inference for new target positions pos .. pos+t-1 (y: (N, t, C)), reading and
+        filling this layer's `cache` (see Seq2SeqTransformer.init_decoder_cache). No backward."""
+        h1 = self._residual(y, lambda x: cached_self_attention(
+            self.self_attn, x, cache["self_k"], cache["self_v"], pos), self.norm1)
+        h2 = self._residual(h1, lambda x: memory_attention(
+            self.multihead_attn, x, cache["memory_k"], cache["memory_v"], src_mask), self.norm2)
+        return self._residual(h2, self.ffn.forward, self.norm3)
+
+
+class TransformerEncoder(Module):
+    """Token embeddings * sqrt(C) + sinusoidal positions, dropout, the layers, and (pre-LN
+    only) a final LayerNorm."""
+
+    def __init__(self, cfg, dtype, rng, dropout_rng, positions):
+        C = cfg.d_model
+        self.scale = math.sqrt(C)
+        self.positions = positions                               # (P, C) fixed, not a Parameter
+        # std C^-1/2, so that E[ids] * sqrt(C) has unit scale and the tied output starts small
+        self.embed_tokens = Embedding(cfg.src_vocab_size, C, dtype, rng, std=C ** -0.5)
+        self.dropout = Dropout(cfg.dropout, dropout_rng)
+        self.layers = [EncoderLayer(cfg, dtype, rng, dropout_rng) for _ in range(cfg.num_encoder_layers)]
+        self.norm = LayerNorm(C, cfg.layer_norm_eps, dtype) if cfg.norm_first else None
+
+    def named_children(self):
+        return ([("embed_tokens", self.embed_tokens), ("dropout", self.dropout)]
+                + [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
+                + ([("norm", self.norm)] if self.norm is not None else []))
+
+    def forward(self, src, src_mask=None):
+        """src: (B, S) ids, src_mask: (B, 1, 1, S) or None -> memory (B, S, C)"""
+        S = src.shape[1]
+        x = self.embed_tokens.forward(src) * self.scale + self.positions[:S]   # (B, S, C)
+        x = self.dropout.forward(x)
+        for layer in self.layers:
+            x = layer.forward(x, src_mask)
+        return self.norm.forward(x) if self.norm is not None else x
+
+    def backward(self, dmemory):                                # (B, S, C) -> None (ids)
+        dx = self.norm.backward(dmemory) if self.norm is not None else dmemory
+        for layer in reversed(self.layers):
+            dx = layer.backward(dx)
+        # undo: x = dropout(E[src] * sqrt(C) + PE)    (PE is fixed: no gradient)
+        dx = self.dropout.backward(dx)
+        self.embed_tokens.backward(dx * self.scale)
+
+
+class TransformerDecoder(Module):
+    """Target embeddings * sqrt(C) + sinusoidal positions, dropout, the layers, and (pre-LN
+    only) a final LayerNorm. The output projection (tied to embed_tokens) is the model's."""
+
+    def __init__(self, cfg, dtype, rng, dropout_rng, positions, embed_tokens=None):
+        C = cfg.d_model
+        self.scale = math.sqrt(C)
+        self.positions = positions
+        self.embed_tokens = Embedding(cfg.tgt_vocab_size, C, dtype, rng, std=C ** -0.5)
+        if embed_tokens is not None:                             # shared with the encoder:
+            self.embed_tokens.weight = embed_tokens.weight       # one Parameter, two lookups
+        self.dropout = Dropout(cfg.dropout, dropout_rng)
+        self.layers = [DecoderLayer(cfg, dtype, rng, dropout_rng) for _ in range(cfg.num_decoder_layers)]
+        self.norm = LayerNorm(C, cfg.layer_norm_eps, dtype) if cfg.norm_first else None
+
+    def named_children(self):
+        return ([("embed_tokens", self.embed_tokens), ("dropout", self.dropout)]
+                + [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
+                + ([("norm", self.norm)] if self.norm is not None else []))
+
+    def forward(self, tgt, memory, tgt_mask=None, src_mask=None):
+        """tgt: (B, T) ids, memory: (B, S, C) -> (B, T, C)"""
+        T = tgt.shape[1]
+        y = self.embed_tokens.forward(tgt) * self.scale + self.positions[:T]   # (B, T, C)
+        y = self.dropout.forward(y)
+        for layer in self.layers:
+            y = layer.forward(y, memory, tgt_mask, src_mask)
+        return self.norm.forward(y) if self.norm is not None else y
+
+    def backward(self, dout):
+        """dout: (B, T, C) -> dmemory (B, S, C), summed over the layers (each reads memory)."""
+        dy = self.norm.backward(dout) if self.norm is not None else dout
+        dmemory = 0.0
+        for layer in reversed(self.layers):
+            dy, dm = layer.backward(dy)
+            dmemory = dmemory + dm
+        # undo: y = dropout(E[tgt] * sqrt(C) + PE)
+        dy = self.dropout.backward(dy)
+        self.embed_tokens.backward(dy * self.scale)
+        return dmemory
+
+    def forward_cached(self, tgt, cache, pos, src_mask):
+        """Inference: tgt (N, t) new ids at positions pos .. pos+t-1 -> (N, t, C)."""
+        t = tgt.shape[1]
+        y = self.embed_tokens.weight.data[tgt] * self.scale + self.positions[pos:pos + t]
+        for layer, layer_cache in zip(self.layers, cache):
+            y = layer.forward_cached(y, layer_cache, pos, src_mask)
+        return self.norm.forward(y) if self.norm is not None else y
+
+
+class Seq2SeqTransformer(Module):
+    """The encoder-decoder Transformer with hand-written backward.
+
+        out = model(input_ids, attention_mask, labels=labels)  # out.loss, out.logits (B, T, V)
+        model.backward()                                       # grads of out.loss
+        model.generate(input_ids, num_beams=4)                 # (B, 1 + n) BOS ... EOS pad
+    """
+
+    def __init__(self, config, dtype="float32"):
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
+        self._dropout_gen = get_xp().random.default_rng(config.seed + 1)
+        dropout_rng = self.dropout_generator
+        positions = sinusoidal_positions(get_xp(), config.max_position_embeddings, config.d_model,
+                                         self.dtype)
+        self.encoder = TransformerEncoder(config, self.dtype, rng, dropout_rng, positions)
+        shared = self.encoder.embed_tokens if config.share_embeddings else None
+        self.decoder = TransformerDecoder(config, self.dtype, rng, dropout_rng, positions, shared)
+        self._loss_cache = None
+        self._head_cache = None
+
+    def dropout_generator(self):
+        return self._dropout_gen
+
+    def named_children(self):
+        return [("encoder", self.encoder), ("decoder", self.decoder)]
+
+    # -- input checks -----------------------------------------------------------------------
+    def _source(self, input_ids, attention_mask):
+        """Checked source ids (B, S) and padding mask (B, 1, 1, S) or None."""
+        cfg = self.config
+        src = as_ids("input_ids", input_ids, cfg.src_vocab_size)
+        S = src.shape[1]
+        if S == 0:
+            raise ValueError("input_ids is empty: every source needs at least one token")
+        if S > cfg.max_position_embeddings:
+            raise ValueError(f"source length {S} exceeds max_position_embeddings="
+                             f"{cfg.max_position_embeddings}")
+        if attention_mask is None:
+            return src, None
+        am = as_ids("attention_mask", attention_mask)
+        same_shape("attention_mask", am, "input_ids", src)
+        if bool((am.sum(axis=1) == 0).any()):
+            raise ValueError("a source is all padding (attention_mask row of zeros): every source "
+                             "needs at least one real token")
+        return src, padding_mask(am)
+
+    # -- the forward and backward passes -----------------------------------------------------
+    def __call__(self, input_ids, attention_mask=None, decoder_input_ids=None,
+                 decoder_attention_mask=None, labels=None):
+        return self.forward(input_ids, attention_mask=attention_mask,
+                            decoder_input_ids=decoder_input_ids,
+                            decoder_attention_mask=decoder_attention_mask, labels=labels)
+
+    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, labels=None):
+        """input_ids: (B, S) source ids; attention_mask: (B, S) 1/0 (0 = padding) or None;
+        decoder_input_ids: (B, T) or None (then labels shifted right behind BOS);
+        decoder_attention_mask: (B, T) or None; labels: (B, T) target ids or -100.
+        -> ModelOutput(loss, logits (B, T, V), encoder_last_hidden_state (B, S, C))
+
+        Position t of the decoder predicts labels[t]: the shift happens on the input side.
+        """
+        cfg = self.config
+        src, src_mask = self._source(input_ids, attention_mask)
+        lab = None
+        if labels is not None:
+            lab = as_ids("labels", labels, cfg.tgt_vocab_size, allow_ignore=True)
+        if decoder_input_ids is None:
+            if lab is None:
+                raise ValueError("pass decoder_input_ids or labels (to be shifted right behind BOS)")
+            tgt = shift_tokens_right(lab, cfg.pad_token_id, cfg.bos_token_id)      # (B, T)
+        else:
+            tgt = as_ids("decoder_input_ids", decoder_input_ids, cfg.tgt_vocab_size)
+            if lab is not None:
+                same_shape("labels", lab, "decoder_input_ids", tgt)
+        B, T = tgt.shape
+        if B != src.shape[0]:
+            raise ValueError(f"batch sizes differ: {src.shape[0]} sources, {B} targets")
+        if T == 0:
+            raise ValueError("the target is empty: labels / decoder_input_ids need at least one token")
+        if T > cfg.max_position_embeddings:
+            raise ValueError(f"target length {T} exceeds max_position_embeddings="
+                             f"{cfg.max_position_embeddings}")
+        tgt_mask = None
+        if decoder_attention_mask is not None:
+            dam = as_ids("decoder_attention_mask", decoder_attention_mask)
+            same_shape("decoder_attention_mask", dam, "decoder_input_ids", tgt)
+            tgt_mask = padding_mask(dam)                                         # (B, 1, 1, T)
+
+        # encoder: read the whole source
+        memory = self.encoder.forward(src, src_mask)                             # (B, S, C)
+        # decoder: every target position at once (teacher forcing), causally masked
+        h = self.decoder.forward(tgt, memory, tgt_mask, src_mask)                # (B, T, C)
+        # output projection, tied to the target embedding: logits = h E^T
+        E = self.decoder.embed_tokens.weight.data                                 # (V, C)
+        logits, self._head_cache = linear_forward(h, E.T)                        # (B, T, V)
+
+        loss, self._loss_cache = None, None
+        if lab is not None:
+            V = cfg.tgt_vocab_size
+            loss, ce_cache = cross_entropy_forward(logits.reshape(-1, V), lab.reshape(-1),
+                                                   label_smoothing=cfg.label_smoothing)
+            self._loss_cache = (ce_cache, (B, T, V))
+        return ModelOutput(loss=loss, logits=logits, encoder_last_hidden_state=memory)
+
+    def backward(self, dlogits=None):
+        """Accumulate d(loss)/d(param) into every parameter's .grad.
+
+        With no argument, the loss is the last forward's (which needs labels); pass
+        `dlogits` (B, T, V) to backpropagate any other loss built on the logits.
+        """
+        if dlogits is None:
+            if self._loss_cache is None:
+                raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
+                                   "(or pass dlogits)")
+            ce_cache, (B, T, V) = self._loss_cache
+            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(B, T, V)
+        if self._head_cache is None:
+            raise RuntimeError("Seq2SeqTransformer.backward called before forward")
+        self._loss_cache = None
+        # undo: logits = h E^T   (the tied output layer's share of E's gradient)
+        dh, dEt, _ = linear_backward(dlogits, self._head_cache)                  # dEt: (C, V)
+        self._head_cache = None
+        self.decoder.embed_tokens.weight.grad += dEt.T
+        # undo: h = decoder(tgt, memory)   (memory is read by every decoder layer)
+        dmemory = self.decoder.backward(dh)                                      # (B, S, C)
+        # undo: memory = encoder(src)
+        self.encoder.backward(dmemory)
+
+    # -- inference ---------------------------------------------------------------------------
+    def encode(self, input_ids, attention_mask=None):
+        """Checked source -> (memory (B, S, C), src_mask (B, 1, 1, S) or None), no caches kept."""
+        src, src_mask = self._source(input_ids, attention_mask)
+        memory = self.encoder.forward(src, src_mask)
+        self._clear_caches()
+        return memory, src_mask
+
+    def decode(self, tgt, memory, src_mask=None):
+        """Logits (N, V) of the last position after the whole prefix tgt (N, t): the
+        no-cache path, which re-runs every earlier position each step."""
+        h = self.decoder.forward(tgt, memory, None, src_mask)                    # (N, t, C)
+        self._clear_caches()
+        return h[:, -1] @ self.decoder.embed_tokens.weight.data.T                # (N, V)
+
+    def init_decoder_cache(self, memory, max_len):
+        """Per decoder layer: self-attention key/value buffers (N, H, max_len, D), filled as
+        tokens arrive, and the encoder memory's cross-attention keys/values (N, H, S, D),
+        projected once for the whole generation."""
+        cfg = self.config
+        xp = get_xp(memory)
+        N, H = memory.shape[0], cfg.nhead
+        shape = (N, H, max_len, cfg.d_model // H)
+        cache = []
+        for layer in self.decoder.layers:
+            attn = layer.multihead_attn
+            cache.append({"self_k": xp.zeros(shape, self.dtype), "self_v": xp.zeros(shape, self.dtype),
+                          "memory_k": split_heads(_project(attn.k, memory), H),
+                          "memory_v": split_heads(_project(attn.v, memory), H)})
+        return cache
+
+    def decode_step(self, tgt, cache, pos, src_mask=None):
+        """Logits (N, V) of the last of the new ids tgt (N, t) fed at positions pos.., with
+        the cache from init_decoder_cache (which this fills)."""
+        if pos + tgt.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"position {pos + tgt.shape[1]} exceeds max_position_embeddings="
+                             f"{self.config.max_position_embeddings}")
+        h = self.decoder.forward_cached(tgt, cache, pos, src_mask)               # (N, t, C)
+        self._clear_caches()
+        return h[:, -1] @ self.decoder.embed_tokens.weight.data.T                # (N, V)
+
+    @staticmethod
+    def reorder_decoder_cache(cache, index):
+        """Beam search: row i of the cache becomes row index[i] (cross-attention keys are
+        the same for every beam of one source and stay as they are)."""
+        for layer_cache in cache:
+            layer_cache["self_k"] = layer_cache["self_k"][index]
+            layer_cache["self_v"] = layer_cache["self_v"][index]
+        return cache
+
+    def _clear_caches(self):
+        for m in self.modules():
+            if hasattr(m, "cache"):
+                m.cache = None
+        self._loss_cache = self._head_cache = None
+
+    def generate(self, input_ids, attention_mask=None, max_new_tokens=None, num_beams=1,
+                 length_penalty=1.0, use_cache=True, return_dict_in_generate=False):
+        """Translate each source: greedy (num_beams=1) or beam search; see
+        `minilm.beam_search.generate_seq2seq`. Returns (B, 1 + n) NumPy ids, BOS first."""
+        from ..beam_search import generate_seq2seq
+        return generate_seq2seq(self, input_ids, attention_mask=attention_mask,
+                                max_new_tokens=max_new_tokens, num_beams=num_beams,
+                                length_penalty=length_penalty, use_cache=use_cache,
+                                return_dict_in_generate=return_dict_in_generate)
+
+    def score_sequences(self, input_ids, sequences, attention_mask=None, length_penalty=1.0):
+        """Length-normalised log-probability of given outputs (as `generate` returns them:
+        BOS, tokens, EOS, padding), computed by one teacher-forced forward pass."""
+        from ..beam_search import score_sequences
+        return score_sequences(self, input_ids, sequences, attention_mask, length_penalty)
+
+    # -- RNG state, for exact resume ---------------------------------------------------------
+    def rng_state(self):
+        return self._dropout_gen.bit_generator.state
+
+    def set_rng_state(self, state):
+        self._dropout_gen.bit_generator.state = state
+
+    # -- checkpoints -------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, folder, dtype="float32"):
+        """Load a folder written by save_pretrained (config.json + model.safetensors)."""
+        cfg = read_config(folder, expected_model_types=(MODEL_TYPE,))
+        model = cls(TransformerConfig.from_dict(cfg), dtype=dtype)
+        tensors = load_safetensors(os.path.join(str(folder), WEIGHTS_NAME))
+        model.load_state_dict(tensors, strict=True)
+        return model
+
+    def save_pretrained(self, folder):
+        """Write config.json (model_type "minilm-seq2seq") + model.safetensors."""
+        os.makedirs(folder, exist_ok=True)
+        write_config(folder, self.config.to_dict())
+        save_safetensors(os.path.join(str(folder), WEIGHTS_NAME), self.state_dict())
