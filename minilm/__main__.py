@@ -120,7 +120,7 @@ def main(argv=None):
     os.environ.setdefault("MPLBACKEND", "Agg")          # files only: no display needed
     parser = argparse.ArgumentParser(prog="python -m minilm", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq,compress}")
 
     p = sub.add_parser("demo", help="train a small GPT on the bundled corpus (1-3 minutes on 2 cores)")
     _add_model_args(p, max_iters=1000, eval_every=200, eval_iters=10)
@@ -138,10 +138,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     sub.add_parser("bench", help="speed and memory benchmarks (see BENCHMARKS.md)", add_help=False)
     sub.add_parser("seq2seq", help="the encoder-decoder Transformer: translate | summarize", add_help=False)
+    sub.add_parser("compress", help="distillation, quantisation, pruning, LoRA, cost estimates", add_help=False)
 
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
         return bench_main(argv[1:])
+    if argv[:1] == ["compress"]:
+        from .compress.cli import main as compress_main
+        return compress_main(argv[1:])
     if argv[:1] == ["seq2seq"]:
         from .seq2seq_tasks import main as seq2seq_main
         return seq2seq_main(argv[1:])
