@@ -120,7 +120,7 @@ def main(argv=None):
     os.environ.setdefault("MPLBACKEND", "Agg")          # files only: no display needed
     parser = argparse.ArgumentParser(prog="python -m minilm", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq,compress}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq,compress,trust,finetune}")
 
     p = sub.add_parser("demo", help="train a small GPT on the bundled corpus (1-3 minutes on 2 cores)")
     _add_model_args(p, max_iters=1000, eval_every=200, eval_iters=10)
@@ -139,10 +139,19 @@ def main(argv=None):
     sub.add_parser("bench", help="speed and memory benchmarks (see BENCHMARKS.md)", add_help=False)
     sub.add_parser("seq2seq", help="the encoder-decoder Transformer: translate | summarize", add_help=False)
     sub.add_parser("compress", help="distillation, quantisation, pruning, LoRA, cost estimates", add_help=False)
+    sub.add_parser("finetune", help="BERT: pretrain | sentiment | ner | qa | embeddings", add_help=False)
+    sub.add_parser("trust", help="trustworthy models: dp | fedavg | clip | seat | mlm-probe | explain",
+                   add_help=False)
 
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
         return bench_main(argv[1:])
+    if argv[:1] == ["finetune"]:
+        from .finetune import main as finetune_main
+        return finetune_main(argv[1:])
+    if argv[:1] == ["trust"]:
+        from .trust_cli import main as trust_main
+        return trust_main(argv[1:])
     if argv[:1] == ["compress"]:
         from .compress.cli import main as compress_main
         return compress_main(argv[1:])
