@@ -33,13 +33,14 @@ import dataclasses
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from .data.bert_data import (IGNORE_INDEX, PretrainingBatches, best_span, build_wordpiece_vocab,
+from .data.bert_data import (PretrainingBatches, best_span, build_wordpiece_vocab,
                              create_nsp_examples, pad_batch, prepare_qa_features, pydoc_documents,
                              tokenize_and_align_labels, word_predictions)
 from .data.datasets import NER_LABELS, SENTIMENT_LABELS, load_dataset
@@ -199,7 +200,6 @@ def ngrams(text, n_max=2):
 
     Example: ngrams("Not bad!") -> ["not", "bad", "not bad"]
     """
-    import re
     words = re.findall(r"[a-z0-9']+", text.lower())
     grams = list(words)
     for n in range(2, n_max + 1):
