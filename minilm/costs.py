@@ -184,10 +184,9 @@ def activation_memory(config, batch_size, seq_len, dtype="float32", dropout=Fals
     (a GPT config only; checked against `measure_activation_bytes`, so it must follow the
     implementation when that changes what it caches). Per block, N = B T rows:
         ln_1, ln_2: xhat (N C) + rstd (N) each          c_attn input (N C), its output q|k|v (3 N C)
-        the scaled queries q / sqrt(D) (N C)             attention probabilities P (B H T T)
-        the attention output = c_proj's input (N C)
-        c_fc input (N C); GELU keeps x and tanh(u) (2 N F); c_proj input (N F)
-      = N (9 C + 3 F + 2) + B H T^2 elements; with dropout (training with p > 0) add the
+        attention probabilities P (B H T T)              the attention output = c_proj's input (N C)
+        c_fc input (N C); GELU keeps x (N F), recomputing tanh(u) in backward; c_proj input (N F)
+      = N (8 C + 2 F + 2) + B H T^2 elements; with dropout (training with p > 0) add the
       dropped P' and the mask (2 B H T^2) and two residual masks (2 N C).
     Outside the blocks: ln_f (N C + N), the head's input (N C), the logits (N V), and with
     labels the loss's log-probabilities (B (T-1) V); with dropout the embedding mask (N C).
@@ -207,7 +206,7 @@ def activation_memory(config, batch_size, seq_len, dtype="float32", dropout=Fals
         raise ValueError("convention='minilm' is written for minilm's GPT; use "
                          "convention='korthikanti' or measure_activation_bytes(model) for BERT")
     b = _itemsize(dtype)
-    per_layer = N * (9 * C + 3 * F + 2) + B * H * T * T
+    per_layer = N * (8 * C + 2 * F + 2) + B * H * T * T
     if dropout:
         per_layer += 2 * B * H * T * T + 2 * N * C
     outside = N * C + N + N * C + N * V                        # ln_f, head input, logits

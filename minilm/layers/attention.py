@@ -48,16 +48,15 @@ class CausalSelfAttention(Module):
     def backward(self, dout):                                         # (B, T, C) -> (B, T, C)
         attn_cache, (B, T, C) = self._check_cache()
         H = self.n_head
+        xp = get_xp(dout)
         # undo: out = dropout(c_proj(merge(y)))
         dy = self.c_proj.backward(self.resid_dropout.backward(dout))  # (B, T, C)
         dy = dy.reshape(B, T, H, C // H).transpose(0, 2, 1, 3)        # (B, H, T, D)
-        # undo: y = attention(q, k, v)
-        dq, dk, dv = attention_backward(dy, attn_cache)               # 3 x (B, H, T, D)
-        # undo: q, k, v = split(c_attn(x))
-        xp = get_xp(dout)
-        dqkv = xp.stack((dq, dk, dv), axis=0)                         # (3, B, H, T, D)
-        dqkv = dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * C)     # (B, T, 3C)
-        return self.c_attn.backward(dqkv)
+        # undo: y = attention(q, k, v), and q, k, v = split(c_attn(x)): the three gradients
+        # are written straight into one buffer laid out like c_attn's output
+        dqkv = xp.empty((B, T, 3, H, C // H), dtype=dout.dtype)      # (B, T, 3, H, D)
+        attention_backward(dy, attn_cache, out=tuple(dqkv.transpose(2, 0, 3, 1, 4)))  # 3 x (B, H, T, D)
+        return self.c_attn.backward(dqkv.reshape(B, T, 3 * C))
 
     def forward_cached(self, x, past_k, past_v, pos):
         """Inference with a KV cache (no backward).

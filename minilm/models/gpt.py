@@ -88,14 +88,21 @@ class GPTBlock(Module):
                 ("mlp_dropout", self.mlp_dropout)]
 
     def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
-        h = x + self.attn.forward(self.ln_1.forward(x), key_mask)
-        return h + self.mlp_dropout.forward(self.mlp.forward(self.ln_2.forward(h)))
+        # (each residual sum is added into the branch's fresh output, saving an allocation)
+        h = self.attn.forward(self.ln_1.forward(x), key_mask)
+        h += x                                              # h = x + attn(ln_1(x))
+        out = self.mlp_dropout.forward(self.mlp.forward(self.ln_2.forward(h)))
+        out += h                                            # out = h + dropout(mlp(ln_2(h)))
+        return out
 
     def backward(self, dout):                               # (B, T, C) -> (B, T, C)
         # undo: out = h + dropout(mlp(ln_2(h)))
-        dh = dout + self.ln_2.backward(self.mlp.backward(self.mlp_dropout.backward(dout)))
+        dh = self.ln_2.backward(self.mlp.backward(self.mlp_dropout.backward(dout)))
+        dh += dout
         # undo: h = x + attn(ln_1(x))
-        return dh + self.ln_1.backward(self.attn.backward(dh))
+        dx = self.ln_1.backward(self.attn.backward(dh))
+        dx += dh
+        return dx
 
     def forward_cached(self, x, past_k, past_v, pos):       # inference only
         h = x + self.attn.forward_cached(self.ln_1.forward(x), past_k, past_v, pos)
@@ -162,10 +169,9 @@ class GPT(Module):
             am = as_ids("attention_mask", attention_mask)
             same_shape("attention_mask", am, "input_ids", ids)
             key_mask = padding_mask(am)                          # (B, 1, 1, T)
-        xp = get_xp(ids)
 
-        # embeddings
-        x = tr.wte.forward(ids) + tr.wpe.forward(xp.arange(T)[None, :])   # (B, T, C)
+        # embeddings (positions 0..T-1 are the first T rows of wpe: a slice, not a lookup)
+        x = tr.wte.forward(ids) + tr.wpe.weight.data[:T]         # (B, T, C)
         x = tr.drop.forward(x)
         # blocks
         for block in tr.h:
@@ -211,8 +217,8 @@ class GPT(Module):
         for block in reversed(tr.h):
             dx = block.backward(dx)
         # undo: x = dropout(wte[ids] + wpe[pos])  (the embedding's own contribution to wte)
-        dx = tr.drop.backward(dx)
-        tr.wpe.backward(dx.sum(axis=0, keepdims=True))
+        dx = tr.drop.backward(dx)                               # (B, T, C)
+        tr.wpe.weight.grad[:dx.shape[1]] += dx.sum(axis=0)      # every row used positions 0..T-1
         tr.wte.backward(dx)
 
     # -- inference with a KV cache ---------------------------------------------------------

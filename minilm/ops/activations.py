@@ -24,35 +24,47 @@ _GELU_A = math.sqrt(2.0 / math.pi)
 _GELU_B = 0.044715
 
 
-def gelu_tanh_forward(x):
-    """GPT-2's "gelu_new": out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)."""
+def _gelu_tanh_t(x):
+    """t = tanh(u),  u = sqrt(2/pi) (x + 0.044715 x^3), in one buffer."""
     xp = get_xp(x)
-    u = x * x                                             # reuse buffers: u = x^2
-    u *= _GELU_B * x                                      # 0.044715 x^3
-    u += x
-    u *= _GELU_A                                          # u = sqrt(2/pi)(x + 0.044715 x^3)
-    t = xp.tanh(u, out=u)                                 # t = tanh(u)  (u no longer needed)
-    out = t + 1.0
+    t = x * x                                             # x^2
+    t *= _GELU_A * _GELU_B
+    t += _GELU_A
+    t *= x                                                # u = sqrt(2/pi) (1 + 0.044715 x^2) x
+    return xp.tanh(t, out=t)
+
+
+def gelu_tanh_forward(x):
+    """GPT-2's "gelu_new": out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3).
+
+    The cache is x alone; backward recomputes tanh(u) (as PyTorch does), which costs a few
+    elementwise passes but keeps one (..., F) array less alive between forward and backward.
+    """
+    out = _gelu_tanh_t(x)
+    out += 1.0
     out *= x
     out *= 0.5
-    return out, (x, t)
+    return out, x
 
 
 def gelu_tanh_backward(dout, cache):
     """d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,
-    du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)."""
-    x, t = cache
-    dudx = x * x
-    dudx *= 3.0 * _GELU_B
-    dudx += 1.0
-    dudx *= _GELU_A                                       # du/dx
-    sech2 = 1.0 - t * t                                   # d tanh(u)/du
-    g = sech2 * dudx
+    du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2),  t = tanh(u) recomputed from x."""
+    x = cache
+    xp = get_xp(x)
+    t = _gelu_tanh_t(x)
+    g = x * x                                             # one buffer, reused: x^2
+    g *= 3.0 * _GELU_A * _GELU_B
+    g += _GELU_A                                          # du/dx
     g *= x
-    g += 1.0
+    sech2 = t * t
+    xp.subtract(1.0, sech2, out=sech2)                    # d tanh(u)/du = 1 - t^2
+    g *= sech2                                            # x (1 - t^2) du/dx
     g += t
+    g += 1.0
     g *= 0.5                                              # 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
-    return dout * g
+    g *= dout
+    return g
 
 
 def erf(x):

@@ -4,8 +4,9 @@ Shapes: B batch, H heads, T queries, S keys, D head width.
 """
 import math
 
+from ..backend import get_xp
 from .dropout import dropout_backward, dropout_forward
-from .softmax import softmax_backward, softmax_forward
+from .softmax import softmax_inplace
 
 
 def causal_mask(xp, T, S=None):
@@ -21,35 +22,56 @@ def attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
     """q: (B, H, T, D), k: (B, H, S, D), v: (B, H, S, D),
     mask: bool broadcastable to (B, H, T, S), True = may attend, or None  ->  out: (B, H, T, D)
 
-        scores = q k^T / sqrt(D)                           (B, H, T, S)
+        scores = (q / sqrt(D)) k^T                         (B, H, T, S)
         P      = softmax(scores, masked)                   (B, H, T, S)
         out    = dropout(P) v                              (B, H, T, D)
     A query whose keys are all masked attends to nothing and outputs zeros.
+
+    Two layout choices save work without changing the math: the 1/sqrt(D) scale goes on q
+    (T x D numbers) rather than on the scores (T x S), and `out` is written head-minor, as
+    a (B, T, H, D) array seen through a transpose, so that `merge_heads(out)` is a free
+    reshape instead of a copy.
     """
-    D = q.shape[-1]
-    scores = q @ k.swapaxes(-1, -2)                       # (B, H, T, S)
-    scores *= 1.0 / math.sqrt(D)
-    P, sm_cache = softmax_forward(scores, mask)           # (B, H, T, S)
+    xp = get_xp(q)
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)   # (B, H, T, S)
+    P = softmax_inplace(scores, mask)                     # (B, H, T, S), in scores' memory
     Pd, drop_cache = dropout_forward(P, dropout_p, rng)   # (B, H, T, S)
-    out = Pd @ v                                          # (B, H, T, D)
-    return out, (q, k, v, Pd, sm_cache, drop_cache)
+    B, H, T, S = Pd.shape
+    out = xp.empty((B, T, H, v.shape[-1]), dtype=Pd.dtype).transpose(0, 2, 1, 3)  # (B, H, T, D) view
+    xp.matmul(Pd, v, out=out)                             # out = Pd v
+    return out, (q, k, v, Pd, P, out, drop_cache)
 
 
-def attention_backward(dout, cache):
-    """Returns (dq, dk, dv); the forward read from the bottom up."""
-    q, k, v, Pd, sm_cache, drop_cache = cache
-    D = q.shape[-1]
+def attention_backward(dout, cache, out=None):
+    """Returns (dq, dk, dv); the forward read from the bottom up.
+
+    `out`: optional (dq, dk, dv) arrays to write the gradients into (views into one
+    buffer let a fused q/k/v projection skip a concatenation; see CausalSelfAttention).
+
+    The softmax step uses the row sums sum_s dP_s P_s = sum_d dout_d out_d: both are
+    sum_s sum_d dout_d v_sd Pd_s, since dP_s P_s = dPd_s Pd_s (dropout's mask is on both
+    sides) and dPd_s = sum_d dout_d v_sd. That is a sum over D numbers per query instead
+    of over S, and it needs no (T, S) temporary (FlashAttention's trick, Dao et al. 2022).
+    """
+    q, k, v, Pd, P, y, drop_cache = cache
+    xp = get_xp(dout)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    dq, dk, dv = out if out is not None else (None, None, None)
     # undo: out = Pd v
     dPd = dout @ v.swapaxes(-1, -2)                       # (B, H, T, S)
-    dv = Pd.swapaxes(-1, -2) @ dout                       # (B, H, S, D)
+    dv = xp.matmul(Pd.swapaxes(-1, -2), dout, out=dv)     # (B, H, S, D)
     # undo: Pd = dropout(P)
-    dP = dropout_backward(dPd, drop_cache)
-    # undo: P = softmax(scores)
-    dscores = softmax_backward(dP, sm_cache)              # (B, H, T, S)
-    # undo: scores = q k^T / sqrt(D)
-    dscores *= 1.0 / math.sqrt(D)
-    dq = dscores @ k                                      # (B, H, T, D)
-    dk = dscores.swapaxes(-1, -2) @ q                     # (B, H, S, D)
+    dP = dropout_backward(dPd, drop_cache)                # (B, H, T, S), ours to overwrite
+    # undo: P = softmax(scores):  dscores = P * (dP - sum_s dP_s P_s)
+    rowsum = (dout * y).sum(axis=-1, keepdims=True)       # (B, H, T, 1) = sum_s dP_s P_s
+    dscores = dP
+    dscores -= rowsum
+    dscores *= P                                          # (B, H, T, S)
+    # undo: scores = (q / sqrt(D)) k^T
+    dq = xp.matmul(dscores, k, out=dq)                    # (B, H, T, D)
+    dq *= scale
+    dk = xp.matmul(dscores.swapaxes(-1, -2), q, out=dk)   # (B, H, S, D)
+    dk *= scale
     return dq, dk, dv
 
 

@@ -11,12 +11,12 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     """
     xp = get_xp(x)
     mu = x.mean(axis=-1, keepdims=True)                   # (..., 1)
-    xc = x - mu                                           # (..., C)
-    var = (xc * xc).mean(axis=-1, keepdims=True)          # (..., 1) biased variance, as PyTorch
+    xhat = x - mu                                         # (..., C) centred; scaled below
+    out = xhat * xhat                                     # (..., C) scratch, reused for the output
+    var = out.mean(axis=-1, keepdims=True)                # (..., 1) biased variance, as PyTorch
     rstd = 1.0 / xp.sqrt(var + eps)                       # (..., 1)
-    xhat = xc
     xhat *= rstd                                          # (..., C)
-    out = xhat * gamma
+    xp.multiply(xhat, gamma, out=out)
     out += beta
     return out, (xhat, rstd, gamma)
 
@@ -28,14 +28,21 @@ def layernorm_backward(dout, cache):
         g  = dout * gamma               (the gradient w.r.t. xhat)
         dx = rstd * (g - mean_C(g) - xhat * mean_C(g * xhat))
     The two mean_C terms are the paths through mu and rstd, which depend on the whole row.
+    The two means are matrix-vector products, mean_C(g) = (dout @ gamma) / C and
+    mean_C(g * xhat) = ((dout * xhat) @ gamma) / C, so g * xhat is never formed.
     """
     xhat, rstd, gamma = cache
+    xp = get_xp(dout)
     C = xhat.shape[-1]
     d2 = dout.reshape(-1, C)                              # (N, C)
-    dgamma = (d2 * xhat.reshape(-1, C)).sum(axis=0)       # (C,)
+    x2 = xhat.reshape(-1, C)                              # (N, C)
+    dout_xhat = d2 * x2                                   # (N, C); scratch space below
+    dgamma = dout_xhat.sum(axis=0)                        # (C,)
     dbeta = d2.sum(axis=0)                                # (C,)
-    g = dout * gamma                                      # (..., C)
-    dx = g - g.mean(axis=-1, keepdims=True)
-    dx -= xhat * (g * xhat).mean(axis=-1, keepdims=True)
-    dx *= rstd
-    return dx, dgamma, dbeta
+    mean_g = (d2 @ gamma)[:, None] / C                    # (N, 1) mean_C(g)
+    mean_gx = (dout_xhat @ gamma)[:, None] / C            # (N, 1) mean_C(g * xhat)
+    dx = d2 * gamma                                       # (N, C) g
+    dx -= mean_g
+    dx -= xp.multiply(x2, mean_gx, out=dout_xhat)         # xhat * mean_C(g * xhat)
+    dx *= rstd.reshape(-1, 1)
+    return dx.reshape(dout.shape), dgamma, dbeta

@@ -6,10 +6,11 @@ def linear_forward(x, W, b=None):
 
         out = x @ W + b
     """
-    out = x @ W                                           # (..., Cout)
+    Cin, Cout = W.shape
+    out = x.reshape(-1, Cin) @ W                          # (N, Cout): one matrix product for all rows
     if b is not None:
         out += b
-    return out, (x, W, b is not None)
+    return out.reshape(x.shape[:-1] + (Cout,)), (x, W, b is not None)
 
 
 def linear_backward(dout, cache):
