@@ -185,7 +185,7 @@ def activation_memory(config, batch_size, seq_len, dtype="float32", dropout=Fals
     implementation when that changes what it caches). Per block, N = B T rows:
         ln_1, ln_2: xhat (N C) + rstd (N) each          c_attn input (N C), its output q|k|v (3 N C)
         attention probabilities P (B H T T)              the attention output = c_proj's input (N C)
-        c_fc input (N C); GELU keeps x (N F), recomputing tanh(u) in backward; c_proj input (N F)
+        c_fc input (N C); GELU keeps its derivative (N F); c_proj input (N F)
       = N (8 C + 2 F + 2) + B H T^2 elements; with dropout (training with p > 0) add the
       dropped P' and the mask (2 B H T^2) and two residual masks (2 N C).
     Outside the blocks: ln_f (N C + N), the head's input (N C), the logits (N V), and with

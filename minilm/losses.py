@@ -4,6 +4,7 @@ Masked-LM is cross-entropy with `ignore_index` on unmasked positions; next-sente
 prediction is cross-entropy over 2 classes. One op serves them all.
 """
 from .backend import get_xp
+from .ops.softmax import row_max, row_sum
 
 IGNORE_INDEX = -100
 
@@ -23,8 +24,8 @@ def cross_entropy_forward(logits, targets, ignore_index=IGNORE_INDEX, label_smoo
         raise ValueError(f"targets must be in [0, {V}) or {ignore_index}; got values in "
                          f"[{int(targets[valid].min())}, {int(targets[valid].max())}]")
     safe_t = xp.where(valid, targets, 0)                  # (N,) any index for ignored rows
-    z = logits - logits.max(axis=-1, keepdims=True)       # (N, V)
-    lse = xp.log(xp.exp(z).sum(axis=-1, keepdims=True))   # (N, 1)
+    z = logits - row_max(logits)                          # (N, V)
+    lse = xp.log(row_sum(xp.exp(z)))                      # (N, 1)
     logp = z
     logp -= lse                                           # (N, V) log-probabilities
     nll = -logp[xp.arange(N), safe_t]                     # (N,)

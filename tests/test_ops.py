@@ -85,6 +85,18 @@ def test_softmax_is_stable_for_huge_logits():
     np.testing.assert_allclose(P, [[0.5, 0.5, 0.0]])
 
 
+@given(shape=st.lists(dims, min_size=1, max_size=4), seed=seeds,
+       layout=st.sampled_from(["contiguous", "transposed"]))
+def test_row_sum_and_row_max_equal_numpy_reductions(shape, seed, layout):
+    """The BLAS-backed row reductions agree with NumPy's own on any layout (views included)."""
+    x = np.random.default_rng(seed).standard_normal(shape)
+    if layout == "transposed":
+        x = x.T                                           # a non-contiguous view
+    np.testing.assert_allclose(ops.row_sum(x), x.sum(axis=-1, keepdims=True), rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(ops.row_max(x), x.max(axis=-1, keepdims=True))
+    assert ops.row_sum(x.astype(np.float32)).dtype == np.float32
+
+
 @given(B=st.integers(1, 3), H=st.integers(1, 3), T=dims, S=dims, D=st.integers(1, 4), seed=seeds)
 def test_attention_gradcheck_with_padding_at_the_end(B, H, T, S, D, seed):
     assume(distinct(B, H, T, S, D))

@@ -121,11 +121,31 @@ class Module:
             p.data[...] = xp.asarray(value).astype(p.data.dtype, copy=False)
         return missing, unexpected
 
+    # -- the cache: what forward keeps for backward ---------------------------------------
+    @property
+    def cache(self):
+        return self.__dict__.get("_cache")
+
+    @cache.setter
+    def cache(self, value):
+        self._cache = value
+        self._spent_cache = None        # the previous step's arrays can go now (see _check_cache)
+
     def _check_cache(self):
-        if getattr(self, "cache", None) is None:
+        """Hand the cache to backward, exactly once.
+
+        The spent cache stays referenced until the next forward stores a new one. Its arrays
+        are then freed one layer at a time while the next forward allocates the same shapes,
+        so the memory is reused in place. Freeing every activation at the end of backward
+        instead lets the C allocator hand the memory back to the OS, and the next forward
+        takes it again page by page (measured: thousands of page faults, a third of a small
+        model's step; BENCHMARKS.md). Peak memory is the same either way.
+        """
+        cache = self.__dict__.get("_cache")
+        if cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice after one forward): run forward first")
-        cache, self.cache = self.cache, None
+        self._cache, self._spent_cache = None, cache
         return cache
 
 

@@ -12,4 +12,4 @@ from .dropout import dropout_backward, dropout_forward
 from .embedding import embedding_backward, embedding_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .linear import linear_backward, linear_forward
-from .softmax import log_softmax, softmax_backward, softmax_forward
+from .softmax import log_softmax, row_max, row_sum, softmax_backward, softmax_forward

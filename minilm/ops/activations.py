@@ -24,47 +24,41 @@ _GELU_A = math.sqrt(2.0 / math.pi)
 _GELU_B = 0.044715
 
 
-def _gelu_tanh_t(x):
-    """t = tanh(u),  u = sqrt(2/pi) (x + 0.044715 x^3), in one buffer."""
+def gelu_tanh_forward(x):
+    """GPT-2's "gelu_new": out = 0.5 x (1 + t),  t = tanh(u),  u = sqrt(2/pi) (x + 0.044715 x^3).
+
+    The cache is the local derivative itself (one (..., F) array, as small as caching x):
+
+        d out/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx = h (1 + x (1 - t) du/dx),
+        h = 0.5 (1 + t),   du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+
+    Forward has t and h in hand, so the derivative costs it a few elementwise passes and
+    backward is a single multiply (instead of recomputing tanh(u) there).
+    """
     xp = get_xp(x)
-    t = x * x                                             # x^2
-    t *= _GELU_A * _GELU_B
+    x2 = x * x                                            # x^2
+    t = x2 * (_GELU_A * _GELU_B)
     t += _GELU_A
     t *= x                                                # u = sqrt(2/pi) (1 + 0.044715 x^2) x
-    return xp.tanh(t, out=t)
-
-
-def gelu_tanh_forward(x):
-    """GPT-2's "gelu_new": out = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3).
-
-    The cache is x alone; backward recomputes tanh(u) (as PyTorch does), which costs a few
-    elementwise passes but keeps one (..., F) array less alive between forward and backward.
-    """
-    out = _gelu_tanh_t(x)
-    out += 1.0
-    out *= x
-    out *= 0.5
-    return out, x
+    xp.tanh(t, out=t)                                     # t = tanh(u)
+    h = t + 1.0
+    h *= 0.5                                              # h = 0.5 (1 + t)
+    out = h * x                                           # out = 0.5 x (1 + t)
+    dudx = x2                                             # x^2's buffer, reused
+    dudx *= 3.0 * _GELU_A * _GELU_B
+    dudx += _GELU_A                                       # du/dx
+    xp.subtract(1.0, t, out=t)                            # 1 - t (t is not needed any more)
+    grad = dudx
+    grad *= x
+    grad *= t                                             # x (1 - t) du/dx
+    grad += 1.0
+    grad *= h                                             # h (1 + x (1 - t) du/dx)
+    return out, grad
 
 
 def gelu_tanh_backward(dout, cache):
-    """d/dx [0.5 x (1 + t)] = 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx,
-    du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2),  t = tanh(u) recomputed from x."""
-    x = cache
-    xp = get_xp(x)
-    t = _gelu_tanh_t(x)
-    g = x * x                                             # one buffer, reused: x^2
-    g *= 3.0 * _GELU_A * _GELU_B
-    g += _GELU_A                                          # du/dx
-    g *= x
-    sech2 = t * t
-    xp.subtract(1.0, sech2, out=sech2)                    # d tanh(u)/du = 1 - t^2
-    g *= sech2                                            # x (1 - t^2) du/dx
-    g += t
-    g += 1.0
-    g *= 0.5                                              # 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx
-    g *= dout
-    return g
+    """dx = dout * d out/dx, the derivative that forward cached."""
+    return dout * cache
 
 
 def erf(x):

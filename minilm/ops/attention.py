@@ -6,7 +6,7 @@ import math
 
 from ..backend import get_xp
 from .dropout import dropout_backward, dropout_forward
-from .softmax import softmax_inplace
+from .softmax import row_sum, softmax_inplace
 
 
 def causal_mask(xp, T, S=None):
@@ -63,7 +63,7 @@ def attention_backward(dout, cache, out=None):
     # undo: Pd = dropout(P)
     dP = dropout_backward(dPd, drop_cache)                # (B, H, T, S), ours to overwrite
     # undo: P = softmax(scores):  dscores = P * (dP - sum_s dP_s P_s)
-    rowsum = (dout * y).sum(axis=-1, keepdims=True)       # (B, H, T, 1) = sum_s dP_s P_s
+    rowsum = row_sum(dout * y)                            # (B, H, T, 1) = sum_s dP_s P_s
     dscores = dP
     dscores -= rowsum
     dscores *= P                                          # (B, H, T, S)

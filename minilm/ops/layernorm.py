@@ -1,5 +1,6 @@
 """Layer normalisation over the last (channel) axis."""
 from ..backend import get_xp
+from .softmax import row_sum
 
 
 def layernorm_forward(x, gamma, beta, eps=1e-5):
@@ -10,10 +11,11 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
         xhat = (x - mu) * rstd      out  = gamma * xhat + beta
     """
     xp = get_xp(x)
-    mu = x.mean(axis=-1, keepdims=True)                   # (..., 1)
+    C = x.shape[-1]
+    mu = row_sum(x) * (1.0 / C)                           # (..., 1) mean_C(x)
     xhat = x - mu                                         # (..., C) centred; scaled below
     out = xhat * xhat                                     # (..., C) scratch, reused for the output
-    var = out.mean(axis=-1, keepdims=True)                # (..., 1) biased variance, as PyTorch
+    var = row_sum(out) * (1.0 / C)                        # (..., 1) biased variance, as PyTorch
     rstd = 1.0 / xp.sqrt(var + eps)                       # (..., 1)
     xhat *= rstd                                          # (..., C)
     xp.multiply(xhat, gamma, out=out)
