@@ -22,11 +22,12 @@ def test_there_are_notebooks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_notebook_runs_and_solutions_score_full_marks(path):
+def test_notebook_runs_and_solutions_score_full_marks(path, tmp_path):
+    """Runs in a temporary folder, so the figures it saves leave the checkout untouched."""
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     t0 = time.perf_counter()
-    executed = course.execute_notebook(path, timeout=300, allow_errors=False, cwd=NOTEBOOK_DIR)
+    executed = course.execute_notebook(path, timeout=300, allow_errors=False, cwd=str(tmp_path))
     seconds = time.perf_counter() - t0
     result = course.scores(executed)
     print(f"\n{os.path.basename(path)}: {seconds:.0f} s\n{course.format_scores(result)}")
