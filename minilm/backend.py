@@ -79,6 +79,21 @@ def get_xp(*arrays):
     return _cupy if get_backend() == "cupy" else np
 
 
+def row_blocks(x, block_bytes=1 << 18):
+    """Slices of the rows of a 2-D array, about `block_bytes` each; one slice on a GPU.
+
+    A chain of elementwise operations over a large array is limited by memory traffic:
+    each operation streams the whole array through the caches again. Done a block of rows
+    at a time, the chain's temporaries stay in the CPU's cache and only its inputs and
+    outputs travel (the tiling that BLAS does for matrix products). A GPU wants the
+    opposite: as few, as large kernels as possible.
+    """
+    if _cupy is not None and isinstance(x, _cupy.ndarray):
+        return [slice(None)]
+    step = max(1, block_bytes // max(1, x.shape[-1] * x.itemsize))
+    return [slice(i, i + step) for i in range(0, x.shape[0], step)]
+
+
 def to_numpy(a):
     """Host (NumPy) copy of any backend array; Python scalars and lists pass through np.asarray."""
     if _cupy is not None and isinstance(a, _cupy.ndarray):

@@ -5,7 +5,7 @@ dx = dout * f'(x).
 """
 import math
 
-from ..backend import get_xp
+from ..backend import get_xp, row_blocks
 
 
 def relu_forward(x):
@@ -33,27 +33,35 @@ def gelu_tanh_forward(x):
         h = 0.5 (1 + t),   du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
 
     Forward has t and h in hand, so the derivative costs it a few elementwise passes and
-    backward is a single multiply (instead of recomputing tanh(u) there).
+    backward is a single multiply (instead of recomputing tanh(u) there). The passes run a
+    block of rows at a time, so that their temporaries stay in cache (see `row_blocks`).
     """
     xp = get_xp(x)
-    x2 = x * x                                            # x^2
-    t = x2 * (_GELU_A * _GELU_B)
+    x2d = x.reshape(-1, x.shape[-1])                      # (N, F)
+    out, grad = xp.empty_like(x2d), xp.empty_like(x2d)
+    for rows in row_blocks(x2d):
+        _gelu_tanh_rows(x2d[rows], out[rows], grad[rows])
+    return out.reshape(x.shape), grad.reshape(x.shape)
+
+
+def _gelu_tanh_rows(x, out, grad):
+    """Writes out = gelu_new(x) and grad = its derivative, for one block of rows."""
+    xp = get_xp(x)
+    xp.multiply(x, x, out=grad)                           # x^2, in grad's memory
+    t = grad * (_GELU_A * _GELU_B)
     t += _GELU_A
     t *= x                                                # u = sqrt(2/pi) (1 + 0.044715 x^2) x
     xp.tanh(t, out=t)                                     # t = tanh(u)
     h = t + 1.0
     h *= 0.5                                              # h = 0.5 (1 + t)
-    out = h * x                                           # out = 0.5 x (1 + t)
-    dudx = x2                                             # x^2's buffer, reused
-    dudx *= 3.0 * _GELU_A * _GELU_B
-    dudx += _GELU_A                                       # du/dx
-    xp.subtract(1.0, t, out=t)                            # 1 - t (t is not needed any more)
-    grad = dudx
+    xp.multiply(h, x, out=out)                            # out = 0.5 x (1 + t)
+    grad *= 3.0 * _GELU_A * _GELU_B
+    grad += _GELU_A                                       # du/dx
     grad *= x
+    xp.subtract(1.0, t, out=t)                            # 1 - t (t is not needed any more)
     grad *= t                                             # x (1 - t) du/dx
     grad += 1.0
     grad *= h                                             # h (1 + x (1 - t) du/dx)
-    return out, grad
 
 
 def gelu_tanh_backward(dout, cache):
