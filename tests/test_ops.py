@@ -196,6 +196,21 @@ def test_gelu_known_values():
     np.testing.assert_allclose(ops.gelu_tanh_forward(x)[0], tanh, rtol=1e-15)
 
 
+def test_gelu_new_in_many_row_blocks_matches_the_formula():
+    """An array larger than one cache block (row_blocks cuts it in several): every block's
+    output and cached derivative agree with the formula evaluated on the whole array."""
+    x = np.random.default_rng(0).standard_normal((3001, 7, 24)) * 3   # 3001 x 7 rows, odd count
+    assert len(minilm.backend.row_blocks(x.reshape(-1, 24))) > 10
+    a = math.sqrt(2 / math.pi)
+    t = np.tanh(a * (x + 0.044715 * x**3))
+    dudx = a * (1 + 3 * 0.044715 * x**2)
+    out, grad = ops.gelu_tanh_forward(x)
+    np.testing.assert_allclose(out, 0.5 * x * (1 + t), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(grad, 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * dudx, rtol=1e-12, atol=1e-14)
+    dout = np.random.default_rng(1).standard_normal(x.shape)
+    np.testing.assert_array_equal(ops.gelu_tanh_backward(dout, grad), dout * grad)
+
+
 @pytest.mark.parametrize("name", ["linear", "layernorm", "gelu_new", "gelu", "attention", "softmax"])
 def test_float32_gradients_agree_with_float64(name):
     rng = np.random.default_rng(3)
