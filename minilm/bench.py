@@ -182,6 +182,7 @@ def run_torch(torch_python, what, cfg, malloc="default", **kw):
     """Run minilm/bench_torch.py under torch_python; returns its JSON result."""
     keys = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "batch_size", "lr",
             "min_lr", "warmup", "betas", "weight_decay", "clip")
+    keys += tuple(k for k in ("bias", "gelu") if k in cfg)          # converge: nanoGPT's own model
     cmd = [torch_python, _torch_script(), what, "--config", json.dumps({k: cfg[k] for k in keys})]
     for k, v in kw.items():
         cmd += [f"--{k}", str(v)]
@@ -425,8 +426,13 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
 # converge
 # ----------------------------------------------------------------------------------------
 
+TORCH_MODELS = {"gpt2": {"bias": True, "gelu": "tanh"},     # minilm's architecture (GPT-2)
+                "nanogpt": {"bias": False, "gelu": "none"}}  # nanoGPT's train.py defaults
+
+
 def bench_converge(data_file=None, dataset=None, iters=None, eval_every=250, eval_iters=200,
-                   plot=None, seed=1337, progress=True, torch_python=None, verbose=True):
+                   plot=None, seed=1337, progress=True, torch_python=None, verbose=True,
+                   torch_model="gpt2"):
     """nanoGPT's baby recipe on a char-level corpus; returns the final validation loss.
 
     nanoGPT trains on (x, y) pairs of block_size tokens with y = x shifted by one, so every
@@ -466,6 +472,10 @@ def bench_converge(data_file=None, dataset=None, iters=None, eval_every=250, eva
     wall = time.perf_counter() - t0
     evals = [h for h in history if "eval_loss" in h]
     final = evals[-1]["eval_loss"]
+    # how noisy is a validation estimate? the spread of single-batch losses over fresh batches
+    rng = np.random.default_rng([seed, 2])
+    per_batch = np.array([trainer.evaluate([data.val_batch(rng)]) for _ in range(eval_iters)])
+    spread = float(per_batch.std(ddof=1))
     # training time alone: each history record covers the steps since the previous one
     tokens_per_step, train_s, prev = cfg["batch_size"] * (T + 1), 0.0, 0
     for h in history:
@@ -475,18 +485,25 @@ def bench_converge(data_file=None, dataset=None, iters=None, eval_every=250, eva
     result = {"iters": iters, "val_loss": final, "wall_s": wall, "train_s": train_s,
               "val_curve": [(h["step"], h["eval_loss"]) for h in evals],
               "nanogpt_reported": NANOGPT_BABY_VAL_LOSS, "vocab_size": tok.vocab_size,
-              "target_met": final <= NANOGPT_BABY_VAL_LOSS}
+              "target_met": final <= NANOGPT_BABY_VAL_LOSS, "seed": seed,
+              "val_batch_loss_std": spread,
+              "sd_of_20_batch_mean": spread / 20 ** 0.5,
+              "sd_of_200_batch_mean": spread / 200 ** 0.5}
     say(f"  val loss after {iters} iterations: {final:.4f} (nanoGPT reports "
         f"{NANOGPT_BABY_VAL_LOSS}); wall time {wall:.0f} s, of which training {train_s:.0f} s "
         f"and evaluation the rest")
+    say(f"  one validation batch's loss varies with SD {spread:.3f}: a mean of 20 batches (nanoGPT's "
+        f"--eval_iters=20) has SD {spread / 20 ** 0.5:.4f}, of 200 batches {spread / 200 ** 0.5:.4f}")
     if torch_python:
         # the same recipe in PyTorch (nanoGPT's own loop), as a control for the 1.88 figure
         path = data_file or os.path.join(cache_dir(), "tinyshakespeare.txt")
-        theirs = run_torch(torch_python, "converge", cfg, **{
+        theirs = run_torch(torch_python, "converge", dict(cfg, **TORCH_MODELS[torch_model]), **{
             "data-file": path, "iters": iters, "eval-every": eval_every,
             "eval-iters": eval_iters, "seed": seed})
         result["torch"] = theirs
-        say(f"  PyTorch, same recipe: val loss {theirs['val_loss']:.4f} in {theirs['wall_s']:.0f} s")
+        theirs["model"] = torch_model
+        say(f"  PyTorch ({torch_model} model), same recipe: val loss {theirs['val_loss']:.4f} "
+            f"in {theirs['wall_s']:.0f} s")
     if plot:
         from .viz import plot_loss
         os.makedirs(os.path.dirname(os.path.abspath(plot)), exist_ok=True)
@@ -502,6 +519,34 @@ def bench_converge(data_file=None, dataset=None, iters=None, eval_every=250, eva
         result["plot"] = plot
         say(f"  loss curve: {plot}")
     return result
+
+
+def summarise_seeds(runs, verbose=True):
+    """Mean and SD of the final validation loss over runs that differ only in their seed."""
+    def stats(values):
+        values = np.asarray(values, dtype=float)
+        sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        return {"mean": float(values.mean()), "sd": sd, "min": float(values.min()),
+                "max": float(values.max()), "values": values.tolist()}
+    out = {"seeds": [r["seed"] for r in runs], "runs": runs,
+           "minilm": stats([r["val_loss"] for r in runs])}
+    rows = [[str(r["seed"]), f"{r['val_loss']:.4f}"] for r in runs]
+    header = ["seed", "minilm val loss"]
+    if all("torch" in r for r in runs):
+        out["torch"] = stats([r["torch"]["val_loss"] for r in runs])
+        out["torch_model"] = runs[0]["torch"]["model"]
+        header.append(f"PyTorch ({out['torch_model']})")
+        for row, r in zip(rows, runs):
+            row.append(f"{r['torch']['val_loss']:.4f}")
+    if verbose:
+        print(_table(rows, header))
+        for name in ("minilm", "torch"):
+            if name in out:
+                s = out[name]
+                print(f"  {name}: mean {s['mean']:.4f}, SD {s['sd']:.4f} over {len(runs)} seeds "
+                      f"(range {s['min']:.4f} to {s['max']:.4f}); nanoGPT reports "
+                      f"{NANOGPT_BABY_VAL_LOSS} from one run")
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -534,6 +579,11 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-iters", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1337, help="converge: initialisation and data seed")
+    ap.add_argument("--seeds", default=None,
+                    help="converge: comma-separated seeds, one run each, summarised as mean and SD")
+    ap.add_argument("--torch-model", choices=sorted(TORCH_MODELS), default="gpt2",
+                    help="converge: PyTorch runs GPT-2's block (biases, tanh GELU; what minilm "
+                         "implements) or nanoGPT's default one (no biases, erf GELU)")
     ap.add_argument("--plot", default="runs/bench/converge_loss.png", help="converge: loss curve PNG")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", default=None, help="write every result to this JSON file")
@@ -566,9 +616,12 @@ def main(argv=None):
         results["kvcache"] = bench_kvcache(args.context, args.new_tokens)
         print()
     if what == "converge" or (what == "all" and (args.data_file or args.dataset)):
-        results["converge"] = bench_converge(args.data_file, args.dataset, args.iters,
-                                             args.eval_every, args.eval_iters, args.plot,
-                                             args.seed, not args.no_progress, args.torch_python)
+        seeds = [int(v) for v in args.seeds.split(",")] if args.seeds else [args.seed]
+        runs = [bench_converge(args.data_file, args.dataset, args.iters, args.eval_every,
+                               args.eval_iters, args.plot if i == 0 else None, seed,
+                               not args.no_progress, args.torch_python, torch_model=args.torch_model)
+                for i, seed in enumerate(seeds)]
+        results["converge"] = runs[0] if len(runs) == 1 else summarise_seeds(runs)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

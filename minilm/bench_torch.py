@@ -184,9 +184,17 @@ def converge(cfg, data_file, iters, eval_every, eval_iters, seed):
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip"])
         opt.step()
         opt.zero_grad(set_to_none=True)
+    wall = time.perf_counter() - t0
+    model.eval()
+    with torch.no_grad():                  # the spread of single-batch losses over fresh batches
+        per_batch = []
+        for _ in range(eval_iters):
+            x, y = get_batch("val")
+            logits = model(x)
+            per_batch.append(F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1)).item())
     return {"framework": "torch", "val_curve": curve, "val_loss": curve[-1][1],
-            "wall_s": time.perf_counter() - t0, "seed": seed, "bias": cfg.get("bias", True),
-            "gelu": cfg.get("gelu", "tanh")}
+            "wall_s": wall, "seed": seed, "bias": cfg.get("bias", True),
+            "gelu": cfg.get("gelu", "tanh"), "val_batch_loss_std": float(np.std(per_batch, ddof=1))}
 
 
 def peak_rss_mb():

@@ -54,3 +54,23 @@ def test_kvcache_gives_the_same_tokens():
 def test_unknown_subcommand_is_an_argparse_error():
     with pytest.raises(SystemExit):
         bench.main(["nonsense"])
+
+
+def test_converge_over_seeds_reports_mean_sd_and_the_estimate_noise(tmp_path):
+    """A tiny run of the convergence benchmark on two seeds: each run measures how much a
+    single validation batch's loss varies, and the summary is the mean and SD over seeds."""
+    import this  # noqa: F401  (the Zen of Python: a text that ships with every Python)
+    import codecs
+    text = codecs.decode(this.s, "rot13") * 40
+    path = tmp_path / "zen.txt"
+    path.write_text(text, encoding="utf-8")
+    runs = [bench.bench_converge(str(path), iters=6, eval_every=3, eval_iters=4, seed=seed,
+                                 progress=False, verbose=False) for seed in (1, 2)]
+    for r in runs:
+        assert r["val_batch_loss_std"] > 0
+        assert r["sd_of_20_batch_mean"] == pytest.approx(r["val_batch_loss_std"] / 20 ** 0.5)
+    summary = bench.summarise_seeds(runs, verbose=False)
+    losses = [r["val_loss"] for r in runs]
+    assert summary["seeds"] == [1, 2] and losses[0] != losses[1]
+    assert summary["minilm"]["mean"] == pytest.approx(sum(losses) / 2)
+    assert summary["minilm"]["sd"] == pytest.approx(abs(losses[0] - losses[1]) / 2 ** 0.5)
