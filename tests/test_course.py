@@ -234,7 +234,7 @@ def test_real_notebook_student_version_runs_to_first_exercise_and_scores_zero(tm
     solution = nbformat.read(REAL_NOTEBOOK, as_version=4)
     assert course.possible_points(student) == course.possible_points(solution)
     executed = course.execute_notebook(student, timeout=300, allow_errors=True,
-                                       cwd=os.path.dirname(REAL_NOTEBOOK))
+                                       cwd=str(tmp_path))        # its figures land there
     code = [c for c in executed.cells if c.cell_type == "code"]
     first = next(i for i, c in enumerate(code) if "your code here" in c.source)
     for cell in code[:first + 1]:                        # the exercise cell itself only defines things
@@ -244,9 +244,9 @@ def test_real_notebook_student_version_runs_to_first_exercise_and_scores_zero(tm
     assert result and all(earned == 0 for earned, _ in result.values()), result
 
 
-def test_real_notebook_solution_scores_full_marks():
+def test_real_notebook_solution_scores_full_marks(tmp_path):
     pytest.importorskip("nbclient")
-    result = course.grade_notebook(REAL_NOTEBOOK, timeout=300)
+    result = course.grade_notebook(REAL_NOTEBOOK, timeout=300, cwd=str(tmp_path))
     assert result and all(earned == possible for earned, possible in result.values()), result
 
 
