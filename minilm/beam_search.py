@@ -33,13 +33,12 @@ import numpy as np
 
 from .backend import asarray, as_host_array, get_xp, to_numpy
 from .models.output import ModelOutput
+from .ops import log_softmax
 
 
 def log_softmax64(logits):
     """(N, V) logits (any backend) -> host float64 log-probabilities."""
-    z = to_numpy(logits).astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return log_softmax(to_numpy(logits).astype(np.float64))
 
 
 def length_normalise(sum_logprob, length, alpha):

@@ -30,18 +30,13 @@ from ..layers import Linear, Module
 from ..losses import IGNORE_INDEX
 from ..models import GPT
 from ..models.output import ModelOutput
+from ..ops import log_softmax
 from .modules import block_list, clear_caches
 
 
 # ----------------------------------------------------------------------------------------
 # The soft-target loss
 # ----------------------------------------------------------------------------------------
-
-def _log_softmax(z):
-    xp = get_xp(z)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - xp.log(xp.exp(z).sum(axis=-1, keepdims=True))
-
 
 def distillation_loss_forward(student_logits, teacher_logits, labels=None, temperature=2.0,
                               alpha=0.5, ignore_index=IGNORE_INDEX):
@@ -70,13 +65,13 @@ def distillation_loss_forward(student_logits, teacher_logits, labels=None, tempe
     valid = xp.ones(N, dtype=bool) if labels is None else (labels != ignore_index)   # (N,)
     M = max(int(valid.sum()), 1)
     w = valid.astype(student_logits.dtype)[:, None]                    # (N, 1) row weights
-    log_ps_T = _log_softmax(student_logits / T)                        # (N, V)
-    log_pt_T = _log_softmax(teacher_logits.astype(student_logits.dtype) / T)
+    log_ps_T = log_softmax(student_logits / T)                        # (N, V)
+    log_pt_T = log_softmax(teacher_logits.astype(student_logits.dtype) / T)
     pt_T = xp.exp(log_pt_T)
     kd = float((w * pt_T * (log_pt_T - log_ps_T)).sum()) / M           # mean KL(p_t^T || p_s^T)
     loss, log_ps = alpha * T * T * kd, None
     if alpha < 1.0:
-        log_ps = _log_softmax(student_logits)                          # (N, V)
+        log_ps = log_softmax(student_logits)                          # (N, V)
         safe = xp.where(valid, labels, 0)
         ce = -float((w[:, 0] * log_ps[xp.arange(N), safe]).sum()) / M
         loss += (1.0 - alpha) * ce
