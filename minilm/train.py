@@ -25,11 +25,12 @@ NumPy appears here only on the host side: the data RNG and the arrays written to
 import json
 import math
 import os
-import shutil
 import time
+import warnings
 
 import numpy as np
 
+from .io import ASIDE_SUFFIX, atomic_folder, load_safetensors, resolve_folder, save_safetensors, write_json
 from .optim import clip_grad_norm_
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json",
@@ -235,66 +236,60 @@ class Trainer:
 
     def save_checkpoint(self, path=None):
         """Write model, optimiser and trainer state to `path` (default: under
-        checkpoint_dir); returns the folder. Files go to a temporary folder first, which is
-        renamed at the end, so a crash never leaves a half-written checkpoint behind."""
-        from safetensors.numpy import save_file
+        checkpoint_dir); returns the folder. Crash-safe (`minilm.io.atomic_folder`): the
+        files are written and fsync'ed in `path.tmp`, which is then swapped in, so at every
+        instant `path` (or `path.old`, which `latest_checkpoint` also reads) holds the old or
+        the new checkpoint, whole. Every tensor carries its sha256."""
         if path is None:
             if self.checkpoint_dir is None:
                 raise ValueError("save_checkpoint needs a path or Trainer(checkpoint_dir=...)")
             name = f"step_{self.step:06d}" if self.keep_all_checkpoints else "last"
             path = os.path.join(self.checkpoint_dir, name)
         path = os.path.abspath(path)
-        tmp = path + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-
-        # safetensors 0.8 writes non-contiguous arrays wrongly: make every array contiguous
-        save_file({k: np.ascontiguousarray(v) for k, v in self.model.state_dict().items()},
-                  os.path.join(tmp, "model.safetensors"))
         arrays, meta = _split_optimizer_state(self.optimizer.state_dict())
-        save_file(arrays, os.path.join(tmp, "optimizer.safetensors"))
-        _write_json(meta, os.path.join(tmp, "optimizer.json"))
         state = {"step": self.step, "max_steps": self.max_steps, "seed": self.seed,
                  "history": self.history,
                  "data_rng": self.rng.bit_generator.state,
                  "model_rng": _to_json(self.model.rng_state()) if _has_rng(self.model) else None}
-        _write_json(state, os.path.join(tmp, "trainer_state.json"))
-
-        if os.path.exists(path):                            # e.g. "last/": replace it
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with atomic_folder(path, keep_other_files=False) as tmp:
+            save_safetensors(os.path.join(tmp, "model.safetensors"), self.model.state_dict())
+            save_safetensors(os.path.join(tmp, "optimizer.safetensors"), arrays)
+            _write_json(meta, os.path.join(tmp, "optimizer.json"))
+            _write_json(state, os.path.join(tmp, "trainer_state.json"))
         return path
 
     def resume(self, checkpoint_path):
         """Restore model weights, optimiser state, step, history and RNG states from a
         folder written by `save_checkpoint`. Returns self.
 
-        Raises FileNotFoundError if the folder or one of its files is missing, and
-        ValueError if a file is truncated or corrupted (all files are read before anything
-        is changed); a checkpoint of another model raises from load_state_dict.
+        All or nothing: every file is read and checked (checksums, names, shapes, finite
+        values) before anything changes, and a failure restores what was loaded; the
+        trainer, model and optimiser are then as they were. Raises FileNotFoundError if the
+        folder or one of its files is missing, ValueError if a file is truncated or
+        corrupt; a checkpoint of another model raises from load_state_dict.
         """
-        path = os.path.abspath(checkpoint_path)
+        path = os.path.abspath(resolve_folder(checkpoint_path))
         if not os.path.isdir(path):
             raise FileNotFoundError(f"checkpoint folder not found: {path}")
-        for name in CHECKPOINT_FILES:
-            if not os.path.isfile(os.path.join(path, name)):
-                raise FileNotFoundError(f"checkpoint {path} is incomplete: {name} is missing")
-        weights = _read_safetensors(os.path.join(path, "model.safetensors"))
-        arrays = _read_safetensors(os.path.join(path, "optimizer.safetensors"))
-        meta = _read_json(os.path.join(path, "optimizer.json"))
-        state = _read_json(os.path.join(path, "trainer_state.json"))
-        try:
-            optimizer_state = _join_optimizer_state(arrays, meta)
-            step, history, data_rng = state["step"], state["history"], state["data_rng"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"checkpoint {path} is malformed: {e!r}") from e
+        weights, optimizer_state, state = _read_checkpoint(path)
+        step, history, data_rng = state["step"], state["history"], state["data_rng"]
+        model_rng = state.get("model_rng")
+        model_rng = _from_json(model_rng) if model_rng is not None and _has_rng(self.model) else None
 
-        self.optimizer.load_state_dict(optimizer_state)     # checks names/shapes before copying
-        self.model.load_state_dict(weights)
+        saved_weights = self.model.state_dict()             # to undo a half-done resume
+        saved_rng = self.model.rng_state() if model_rng is not None else None
+        self.model.load_state_dict(weights)                 # all or nothing
+        try:
+            if model_rng is not None:
+                self.model.set_rng_state(model_rng)
+            self.optimizer.load_state_dict(optimizer_state)  # checks names/shapes before copying
+        except BaseException:
+            self.model.load_state_dict(saved_weights)
+            if saved_rng is not None:
+                self.model.set_rng_state(saved_rng)
+            raise
         self.step, self.history = int(step), list(history)
         self.rng.bit_generator.state = data_rng
-        if state.get("model_rng") is not None and _has_rng(self.model):
-            self.model.set_rng_state(_from_json(state["model_rng"]))
         if not callable(self.train_batches):                # replay the iterable up to `step`
             self._batch_iter = None
             for _ in range(self.step):
@@ -302,17 +297,64 @@ class Trainer:
         return self
 
 
+def _read_checkpoint(path):
+    """(weights, optimizer state dict, trainer state) of a checkpoint folder, every file
+    read and checked; FileNotFoundError or ValueError saying what is wrong."""
+    for name in CHECKPOINT_FILES:
+        if not os.path.isfile(os.path.join(path, name)):
+            raise FileNotFoundError(f"checkpoint {path} is incomplete: {name} is missing")
+    state = _read_json(os.path.join(path, "trainer_state.json"))
+    meta = _read_json(os.path.join(path, "optimizer.json"))
+    weights = _read_safetensors(os.path.join(path, "model.safetensors"))
+    arrays = _read_safetensors(os.path.join(path, "optimizer.safetensors"))
+    try:
+        optimizer_state = _join_optimizer_state(arrays, meta)
+        if not isinstance(state["step"], int) or state["step"] < 0:
+            raise ValueError(f"step must be an int >= 0, got {state['step']!r}")
+        if not isinstance(state["history"], list):
+            raise ValueError("history must be a list")
+        np.random.default_rng().bit_generator.state = state["data_rng"]   # a valid RNG state?
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"checkpoint {path} is malformed: {e!r}") from e
+    for name, a in list(weights.items()) + list(arrays.items()):
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise ValueError(f"checkpoint {path} is corrupt: {name!r} holds NaN or inf")
+    return weights, optimizer_state, state
+
+
 def latest_checkpoint(checkpoint_dir):
-    """The newest complete `step_XXXXXX` (or `last`) folder in checkpoint_dir, or None."""
+    """The newest whole `step_XXXXXX` (or `last`) folder in checkpoint_dir, or None.
+
+    Incomplete or corrupt checkpoints (a missing file, unreadable JSON, a truncated file, a
+    tensor that fails its checksum) are skipped with a warning, falling back to the newest
+    good one. A `name.old` folder (left when a save died between its two renames) counts
+    when `name` itself is missing or bad.
+    """
     if not os.path.isdir(checkpoint_dir):
         return None
-    found = []
+    candidates = []
     for name in os.listdir(checkpoint_dir):
+        base = name[:-len(ASIDE_SUFFIX)] if name.endswith(ASIDE_SUFFIX) else name
+        if not (base == "last" or (base.startswith("step_") and base[5:].isdigit())):
+            continue
         path = os.path.join(checkpoint_dir, name)
-        if (name.startswith("step_") or name == "last") and not name.endswith(".tmp") and \
-                all(os.path.isfile(os.path.join(path, f)) for f in CHECKPOINT_FILES):
-            found.append((_read_json(os.path.join(path, "trainer_state.json"))["step"], path))
-    return max(found)[1] if found else None
+        try:
+            state = _read_json(os.path.join(path, "trainer_state.json"))
+            step = state["step"]
+            if not isinstance(step, int):
+                raise ValueError(f"step is {step!r}")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"skipping checkpoint {path}: {e}", RuntimeWarning, stacklevel=2)
+            continue
+        candidates.append((step, name == base, path))      # on a tie, prefer name over name.old
+    for step, _, path in sorted(candidates, reverse=True):
+        try:
+            _read_checkpoint(path)                          # every file, checksums included
+        except (OSError, ValueError) as e:
+            warnings.warn(f"skipping checkpoint {path}: {e}", RuntimeWarning, stacklevel=2)
+            continue
+        return path
+    return None
 
 
 # ----------------------------------------------------------------------------------------
@@ -344,8 +386,7 @@ def _join_optimizer_state(arrays, meta):
 
 
 def _write_json(obj, path):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=1, default=_json_default)
+    write_json(path, obj, indent=1, default=_json_default)        # flushed and fsync'ed
 
 
 def _json_default(x):
@@ -363,11 +404,10 @@ def _read_json(path):
 
 
 def _read_safetensors(path):
-    from safetensors.numpy import load_file
     try:
-        return load_file(path)
-    except Exception as e:              # safetensors raises its own SafetensorError
-        raise ValueError(f"could not read checkpoint file {path}: truncated or corrupted? ({e})") from e
+        return load_safetensors(path)                       # header checks and checksums
+    except ValueError as e:
+        raise ValueError(f"could not read checkpoint file {path}: {e}") from e
 
 
 def _has_rng(model):

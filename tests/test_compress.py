@@ -200,17 +200,27 @@ def test_qat_linear_gradcheck_and_convert():
     np.testing.assert_allclose(qat2.convert().forward(x), qat2.forward(x), rtol=1e-12, atol=1e-12)
 
 
+def tensor_bytes(path):
+    """Bytes of tensor data in a safetensors file: its size less the JSON header (names,
+    shapes and checksums: a fixed cost per tensor, large beside a tiny model's tensors)."""
+    with open(path, "rb") as f:
+        header = int.from_bytes(f.read(8), "little")
+    return os.path.getsize(path) - 8 - header
+
+
 def test_ptq_model_checkpoint_is_4x_smaller_and_reloads(tmp_path):
     cfg = GPTConfig(vocab_size=96, n_positions=32, n_embd=64, n_layer=2, n_head=4, bos_token_id=None,
                     eos_token_id=None)
     model = GPT(cfg).eval()                                  # eval: no dropout
     model.save_pretrained(tmp_path / "float")
-    float_bytes = os.path.getsize(tmp_path / "float" / "model.safetensors")
+    float_bytes = tensor_bytes(tmp_path / "float" / "model.safetensors")
     before = weight_bytes(model)
     ids = ids_batch(2, 9, V=96)
     ref = minilm.to_numpy(model(ids).logits)
     quantize_model(model, "symmetric", "per_channel")
-    q_bytes = save_quantized(model, tmp_path / "int8")
+    q_file = save_quantized(model, tmp_path / "int8")
+    assert q_file == os.path.getsize(tmp_path / "int8" / "model.safetensors")
+    q_bytes = tensor_bytes(tmp_path / "int8" / "model.safetensors")
     assert 3.5 < float_bytes / q_bytes < 4.0 and 3.5 < before / weight_bytes(model) < 4.0
     out = minilm.to_numpy(model(ids).logits)
     assert np.abs(out - ref).max() < 0.05 * np.abs(ref).max()

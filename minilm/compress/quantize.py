@@ -39,7 +39,8 @@ import json
 import os
 
 from ..backend import get_xp
-from ..io import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, save_safetensors
+from ..io import (CONFIG_NAME, WEIGHTS_NAME, atomic_folder, load_safetensors, resolve_folder,
+                  save_safetensors, write_json)
 from ..layers import Embedding, Linear, Module, Parameter
 from .modules import named_modules, replace_module, select
 
@@ -474,20 +475,19 @@ def save_quantized(model, folder):
     qcfg = getattr(model, "quantization_config", None)
     if qcfg is None:
         raise ValueError("this model is not quantised: call quantize_model(model) first")
-    os.makedirs(folder, exist_ok=True)
     cfg = dataclasses.asdict(model.config)
     cfg.update(minilm_class=type(model).__name__, quantization_config=qcfg)
-    with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as f:
-        json.dump(cfg, f, indent=2, sort_keys=True)
-    path = os.path.join(folder, WEIGHTS_NAME)
-    save_safetensors(path, model.state_dict())
-    return os.path.getsize(path)
+    with atomic_folder(folder) as tmp:                  # crash-safe, as save_pretrained
+        write_json(os.path.join(tmp, CONFIG_NAME), cfg, indent=2, sort_keys=True)
+        save_safetensors(os.path.join(tmp, WEIGHTS_NAME), model.state_dict())
+    return os.path.getsize(os.path.join(folder, WEIGHTS_NAME))
 
 
 def load_quantized(folder, dtype="float32", matmul="int32"):
     """Rebuild a model saved by `save_quantized`: the float model from its config, quantised
     with the same scheme (which makes the right layers), then the int8 tensors loaded."""
     from .. import models
+    folder = resolve_folder(folder)
     with open(os.path.join(str(folder), CONFIG_NAME), encoding="utf-8") as f:
         cfg = json.load(f)
     cls = getattr(models, cfg.pop("minilm_class"))

@@ -101,8 +101,10 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters (cast to each parameter's dtype, moved to its backend).
 
-        Returns (missing_keys, unexpected_keys). With strict=True either one raises KeyError,
-        and a shape mismatch always raises ValueError.
+        Returns (missing_keys, unexpected_keys). With strict=True either one raises KeyError;
+        a shape mismatch, a non-numeric array, or NaN/inf in a floating-point one raises
+        ValueError naming the tensor. All or nothing: everything is checked and converted
+        before the first parameter changes, so a failed load leaves the model as it was.
         """
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state_dict]
@@ -110,15 +112,28 @@ class Module:
         if strict and (missing or unexpected):
             raise KeyError(f"state_dict does not match {type(self).__name__}: "
                            f"missing keys {missing}, unexpected keys {unexpected}")
+        staged = []
         for name, p in params.items():
             if name not in state_dict:
                 continue
             value = state_dict[name]
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                raise TypeError(f"state_dict[{name!r}] must be an array, got {type(value).__name__}")
             if tuple(value.shape) != tuple(p.data.shape):
                 raise ValueError(f"shape mismatch for {name!r}: checkpoint has {tuple(value.shape)}, "
                                  f"model expects {tuple(p.data.shape)}")
+            kind, want = value.dtype.kind, p.data.dtype.kind
+            if kind not in ("f" if want == "f" else "iu") and not (want == "f" and kind in "iu"):
+                raise ValueError(f"dtype mismatch for {name!r}: checkpoint has {value.dtype}, "
+                                 f"model expects {p.data.dtype}")
             xp = get_xp(p.data)
-            p.data[...] = xp.asarray(value).astype(p.data.dtype, copy=False)
+            new = xp.asarray(value).astype(p.data.dtype, copy=False)
+            if want == "f" and not bool(xp.isfinite(new).all()):
+                raise ValueError(f"{name!r} holds NaN or inf (a corrupt or diverged checkpoint); "
+                                 "nothing was loaded")
+            staged.append((p, new))
+        for p, new in staged:                       # nothing has failed: copy them all
+            p.data[...] = new
         return missing, unexpected
 
     # -- the cache: what forward keeps for backward ---------------------------------------

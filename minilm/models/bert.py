@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..backend import get_xp, host_rng, resolve_dtype, to_numpy
-from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, new_param
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import (get_activation, linear_backward, linear_forward, padding_mask, tanh_backward,
@@ -434,6 +434,7 @@ class BertPreTrainedModel(Module):
         fine-tuning), or (model, {"missing_keys": [...], "unexpected_keys": [...]}) with
         output_loading_info=True.
         """
+        folder = resolve_folder(folder)
         cfg = read_config(folder, expected_model_types=("bert",))
         config = BertConfig.from_dict(cfg)
         if num_labels is not None and num_labels != config.num_labels:
@@ -457,10 +458,10 @@ class BertPreTrainedModel(Module):
 
     def save_pretrained(self, folder):
         """Write config.json + model.safetensors in transformers' names and layout (the tied MLM
-        decoder weight is left out, as transformers does)."""
-        os.makedirs(folder, exist_ok=True)
-        write_config(folder, self.config.to_dict(architecture=type(self).__name__))
-        save_safetensors(os.path.join(str(folder), WEIGHTS_NAME), self.hf_state_dict())
+        decoder weight is left out, as transformers does). Crash-safe (see
+        `minilm.io.atomic_folder`)."""
+        return save_pretrained_folder(folder, self.config.to_dict(architecture=type(self).__name__),
+                                      self.hf_state_dict())
 
     # -- shared input checks -------------------------------------------------------------------
     def _check_inputs(self, input_ids, attention_mask, token_type_ids):

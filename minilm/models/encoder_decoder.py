@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 
 from ..backend import get_xp, host_rng, resolve_dtype
-from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention
 from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..ops import (attention_forward, causal_mask, linear_backward, linear_forward, merge_heads,
@@ -590,6 +590,7 @@ class Seq2SeqTransformer(Module):
     @classmethod
     def from_pretrained(cls, folder, dtype="float32"):
         """Load a folder written by save_pretrained (config.json + model.safetensors)."""
+        folder = resolve_folder(folder)
         cfg = read_config(folder, expected_model_types=(MODEL_TYPE,))
         model = cls(TransformerConfig.from_dict(cfg), dtype=dtype)
         tensors = load_safetensors(os.path.join(str(folder), WEIGHTS_NAME))
@@ -597,7 +598,6 @@ class Seq2SeqTransformer(Module):
         return model
 
     def save_pretrained(self, folder):
-        """Write config.json (model_type "minilm-seq2seq") + model.safetensors."""
-        os.makedirs(folder, exist_ok=True)
-        write_config(folder, self.config.to_dict())
-        save_safetensors(os.path.join(str(folder), WEIGHTS_NAME), self.state_dict())
+        """Write config.json (model_type "minilm-seq2seq") + model.safetensors, crash-safe
+        (see `minilm.io.atomic_folder`)."""
+        return save_pretrained_folder(folder, self.config.to_dict(), self.state_dict())

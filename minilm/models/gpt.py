@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 
 from ..backend import get_xp, host_rng, resolve_dtype
-from ..io import WEIGHTS_NAME, load_safetensors, read_config, save_safetensors, write_config
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import linear_backward, linear_forward, padding_mask
@@ -272,6 +272,7 @@ class GPT(Module):
 
         Like `transformers`, the loaded model is in eval mode (dropout off): call
         `.train()` before fine-tuning it."""
+        folder = resolve_folder(folder)
         cfg = read_config(folder, expected_model_types=("gpt2",))
         config = GPTConfig.from_dict(cfg)
         model = cls(config, dtype=dtype)
@@ -286,7 +287,8 @@ class GPT(Module):
         return model.eval()
 
     def save_pretrained(self, folder):
-        """Write config.json + model.safetensors that `transformers` reads back unchanged."""
-        os.makedirs(folder, exist_ok=True)
-        write_config(folder, self.config.to_dict())
-        save_safetensors(os.path.join(str(folder), WEIGHTS_NAME), self.state_dict())
+        """Write config.json + model.safetensors that `transformers` reads back unchanged.
+
+        Crash-safe (`minilm.io.atomic_folder`): the folder holds the old or the new
+        checkpoint, whole, at every instant; each tensor carries its sha256."""
+        return save_pretrained_folder(folder, self.config.to_dict(), self.state_dict())

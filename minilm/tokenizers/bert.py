@@ -364,11 +364,16 @@ class BertTokenizer:
     def save_pretrained(self, directory) -> list[str]:
         """Write ``vocab.txt`` and ``tokenizer_config.json`` so that
         :meth:`from_pretrained` (or Hugging Face's BertTokenizer) can read them back."""
+        from ..io import atomic_folder
         directory = os.fspath(directory)
-        os.makedirs(directory, exist_ok=True)
         ids = sorted(self.ids_to_tokens)
         if ids != list(range(len(ids))):
             raise ValueError("vocab.txt needs the ids 0..n-1 without gaps (the id is the line number)")
+        with atomic_folder(directory) as tmp:     # crash-safe; other files in the folder are kept
+            self._write_files(tmp, ids)
+        return [os.path.join(directory, "vocab.txt"), os.path.join(directory, "tokenizer_config.json")]
+
+    def _write_files(self, directory, ids):
         vocab_file = os.path.join(directory, "vocab.txt")
         with open(vocab_file, "w", encoding="utf-8") as f:
             for i in ids:
@@ -388,7 +393,6 @@ class BertTokenizer:
         config_file = os.path.join(directory, "tokenizer_config.json")
         with open(config_file, "w", encoding="utf-8") as f:
             json.dump(config, f, ensure_ascii=False, indent=1)
-        return [vocab_file, config_file]
 
     # ------------------------------------------------------ properties
     @property

@@ -544,24 +544,32 @@ class BPETokenizer:
         ``merges.txt``: ``#version: 0.2`` then one merge per line, ``Ġ hello``,
         in rank order.
         """
+        from ..io import atomic_file, atomic_folder
         vocab_path, merges_path, config_path = self._paths(prefix_or_dir)
-        os.makedirs(os.path.dirname(vocab_path) or ".", exist_ok=True)
         encoder: dict[str, int] = {}
         for i in sorted(self.vocab):
             s = self._inverse_special[i] if i in self._inverse_special else _token_to_str(self.vocab[i])
             if s in encoder:
                 raise ValueError(f"tokens {encoder[s]} and {i} are both spelt {s!r}; GPT-2's vocab.json cannot hold both")
             encoder[s] = i
-        with open(vocab_path, "w", encoding="utf-8") as f:
-            json.dump(encoder, f, ensure_ascii=False)
-        with open(merges_path, "w", encoding="utf-8") as f:
-            f.write("#version: 0.2\n")
-            for a, b in self.merges:
-                f.write(f"{_token_to_str(self.vocab[a])} {_token_to_str(self.vocab[b])}\n")
+        merges = "".join(f"{_token_to_str(self.vocab[a])} {_token_to_str(self.vocab[b])}\n"
+                         for a, b in self.merges)
         config = {"pattern": self.pattern, "special_tokens": self.special_tokens}
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(config, f, ensure_ascii=False, indent=1)
-        return [vocab_path, merges_path, config_path]
+        texts = [json.dumps(encoder, ensure_ascii=False), "#version: 0.2\n" + merges,
+                 json.dumps(config, ensure_ascii=False, indent=1)]
+        paths = [vocab_path, merges_path, config_path]
+        target = os.fspath(prefix_or_dir)
+        if os.path.isdir(target) or target.endswith(("/", os.sep)):       # as in _paths
+            # a folder: swapped in whole (other files in it are kept), crash-safe
+            with atomic_folder(os.path.dirname(vocab_path)) as tmp:
+                for path, text in zip(paths, texts):
+                    with open(os.path.join(tmp, os.path.basename(path)), "w", encoding="utf-8") as f:
+                        f.write(text)
+        else:                                   # a prefix: each file crash-safe on its own
+            for path, text in zip(paths, texts):
+                with atomic_file(path) as f:
+                    f.write(text)
+        return paths
 
     @classmethod
     def load(cls, prefix_or_dir, pattern=_DEFAULT) -> "BPETokenizer":

@@ -99,8 +99,10 @@ class CharTokenizer:
 
     # ------------------------------------------------------------------ files
     def save(self, path) -> None:
-        """Write the alphabet to a JSON file: ``{"type": "char", "chars": [...]}``."""
-        with open(os.fspath(path), "w", encoding="utf-8") as f:
+        """Write the alphabet to a JSON file: ``{"type": "char", "chars": [...]}``
+        (crash-safe: written beside it, fsync'ed, then renamed over it)."""
+        from ..io import atomic_file
+        with atomic_file(path) as f:
             json.dump({"type": "char", "chars": self.chars}, f, ensure_ascii=True)
 
     @classmethod
