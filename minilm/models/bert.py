@@ -38,7 +38,7 @@ from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAtt
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import (get_activation, linear_backward, linear_forward, padding_mask, tanh_backward,
                    tanh_forward)
-from .checks import as_ids, same_shape
+from .checks import as_ids, as_mask, check_config, require_config, same_shape
 from .output import ModelOutput
 
 logger = logging.getLogger("minilm")
@@ -67,18 +67,27 @@ class BertConfig:
     seed: int = 0                      # minilm only: initialisation and dropout seed
 
     def __post_init__(self):
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"BertConfig.{name} must be positive, got {getattr(self, name)}")
+        # types and ranges, each error naming the field (a config.json may hold "8" for 8)
+        check_config(self, positive_ints=("vocab_size", "hidden_size", "num_hidden_layers",
+                                          "num_attention_heads", "intermediate_size",
+                                          "max_position_embeddings", "type_vocab_size", "num_labels"),
+                     optional_ints=("pad_token_id",), ints=("seed",),
+                     probabilities=("hidden_dropout_prob", "attention_probs_dropout_prob"),
+                     optional_probabilities=("classifier_dropout",),
+                     positive_floats=("layer_norm_eps",), nonnegative_floats=("initializer_range",))
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
+            raise ValueError(f"BertConfig.hidden_size ({self.hidden_size}) must be divisible by "
                              f"num_attention_heads ({self.num_attention_heads})")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
-            p = getattr(self, name)
-            if p is not None and not 0.0 <= p < 1.0:
-                raise ValueError(f"BertConfig.{name} must be in [0, 1), got {p}")
-        get_activation(self.hidden_act)                     # unknown name: ValueError listing the known
+        if not isinstance(self.hidden_act, str):
+            raise TypeError(f"BertConfig.hidden_act must be a name such as 'gelu', got {self.hidden_act!r}")
+        if self.seed < 0:
+            raise ValueError(f"BertConfig.seed must be >= 0, got {self.seed}")
+        if self.id2label is not None and not isinstance(self.id2label, dict):
+            raise TypeError(f"BertConfig.id2label must be a dict {{id: name}} or None, got {self.id2label!r}")
+        try:
+            get_activation(self.hidden_act)
+        except ValueError as e:                             # lists the known names
+            raise ValueError(f"BertConfig.hidden_act: {e}") from None                     # unknown name: ValueError listing the known
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"pad_token_id {self.pad_token_id} is outside the vocabulary [0, {self.vocab_size})")
         if self.id2label is not None:
@@ -476,9 +485,7 @@ class BertPreTrainedModel(Module):
                              f"{cfg.max_position_embeddings}: truncate the input")
         key_mask = None
         if attention_mask is not None:
-            am = as_ids("attention_mask", attention_mask)
-            same_shape("attention_mask", am, "input_ids", ids)
-            _check_range("attention_mask", am, 0, 2, "{0, 1} (1 = real token, 0 = padding)")
+            am = as_mask("attention_mask", attention_mask, ids)     # 0/1, bool or float 0./1.
             if not bool(am.any(axis=1).all()):
                 raise ValueError("a row of attention_mask is all zeros: every sequence needs a real token")
             key_mask = padding_mask(am)                     # (B, 1, 1, T)
@@ -518,6 +525,7 @@ class BertModel(BertPreTrainedModel):
     """
 
     def __init__(self, config, dtype="float32", add_pooling_layer=True):
+        require_config(type(self).__name__, config, BertConfig)
         self._init_common(config, dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
         dropout_rng = self.dropout_generator
@@ -657,6 +665,7 @@ class BertForPreTraining(BertPreTrainedModel):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config(type(self).__name__, config, BertConfig)
         self.bert = BertModel(config, dtype, add_pooling_layer=True)
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)                     # the head's own initialisation stream
@@ -718,6 +727,7 @@ class BertForMaskedLM(BertPreTrainedModel):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config(type(self).__name__, config, BertConfig)
         self.bert = BertModel(config, dtype, add_pooling_layer=False)
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)
@@ -758,6 +768,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config(type(self).__name__, config, BertConfig)
         self.bert = BertModel(config, dtype, add_pooling_layer=True)
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)
@@ -802,6 +813,7 @@ class BertForTokenClassification(BertPreTrainedModel):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config(type(self).__name__, config, BertConfig)
         self.bert = BertModel(config, dtype, add_pooling_layer=False)
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)
@@ -847,6 +859,7 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config(type(self).__name__, config, BertConfig)
         if config.num_labels != 2:                # transformers sizes qa_outputs by num_labels too
             raise ValueError(f"BertForQuestionAnswering needs num_labels=2 (start and end logits), "
                              f"got {config.num_labels}")

@@ -28,7 +28,7 @@ from ..layers import Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHe
 from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..ops import (attention_forward, causal_mask, linear_backward, linear_forward, merge_heads,
                    padding_mask, split_heads)
-from .checks import as_ids, same_shape
+from .checks import as_ids, as_mask, check_config, require_config, same_shape
 from .output import ModelOutput
 
 MODEL_TYPE = "minilm-seq2seq"
@@ -57,12 +57,17 @@ class TransformerConfig:
     seed: int = 0                      # minilm only: initialisation and dropout seed
 
     def __post_init__(self):
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "nhead", "num_encoder_layers",
-                     "num_decoder_layers", "dim_feedforward", "max_position_embeddings"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"TransformerConfig.{name} must be positive, got {getattr(self, name)}")
+        # types and ranges, each error naming the field (a config.json may hold "8" for 8)
+        check_config(self, positive_ints=("src_vocab_size", "tgt_vocab_size", "d_model", "nhead",
+                                          "num_encoder_layers", "num_decoder_layers", "dim_feedforward",
+                                          "max_position_embeddings"),
+                     ints=("pad_token_id", "bos_token_id", "eos_token_id", "seed"),
+                     probabilities=("dropout", "label_smoothing"), positive_floats=("layer_norm_eps",),
+                     bools=("norm_first", "share_embeddings"))
+        if self.seed < 0:
+            raise ValueError(f"TransformerConfig.seed must be >= 0, got {self.seed}")
         if self.d_model % self.nhead:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
+            raise ValueError(f"TransformerConfig.d_model ({self.d_model}) must be divisible by nhead ({self.nhead})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"TransformerConfig.dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -385,6 +390,7 @@ class Seq2SeqTransformer(Module):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config("Seq2SeqTransformer", config, TransformerConfig)
         self.config = config
         self.dtype = resolve_dtype(dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
@@ -417,8 +423,7 @@ class Seq2SeqTransformer(Module):
                              f"{cfg.max_position_embeddings}")
         if attention_mask is None:
             return src, None
-        am = as_ids("attention_mask", attention_mask)
-        same_shape("attention_mask", am, "input_ids", src)
+        am = as_mask("attention_mask", attention_mask, src)         # 0/1, bool or float 0./1.
         if bool((am.sum(axis=1) == 0).any()):
             raise ValueError("a source is all padding (attention_mask row of zeros): every source "
                              "needs at least one real token")
@@ -463,8 +468,7 @@ class Seq2SeqTransformer(Module):
                              f"{cfg.max_position_embeddings}")
         tgt_mask = None
         if decoder_attention_mask is not None:
-            dam = as_ids("decoder_attention_mask", decoder_attention_mask)
-            same_shape("decoder_attention_mask", dam, "decoder_input_ids", tgt)
+            dam = as_mask("decoder_attention_mask", decoder_attention_mask, tgt, "decoder_input_ids")
             tgt_mask = padding_mask(dam)                                         # (B, 1, 1, T)
 
         # encoder: read the whole source

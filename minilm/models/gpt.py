@@ -17,8 +17,8 @@ from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module
 from ..losses import cross_entropy_backward, cross_entropy_forward
-from ..ops import linear_backward, linear_forward, padding_mask
-from .checks import as_ids, same_shape
+from ..ops import get_activation, linear_backward, linear_forward, padding_mask
+from .checks import as_ids, as_mask, check_config, require_config, same_shape
 from .output import ModelOutput
 
 
@@ -43,14 +43,23 @@ class GPTConfig:
     seed: int = 0                      # minilm only: initialisation and dropout seed
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"GPTConfig.{name} must be positive, got {getattr(self, name)}")
+        # types and ranges, each error naming the field (a config.json may hold "8" for 8)
+        check_config(self, positive_ints=("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"),
+                     optional_positive_ints=("n_inner",), optional_ints=("bos_token_id", "eos_token_id"),
+                     ints=("seed",), probabilities=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
+                     positive_floats=("layer_norm_epsilon",), nonnegative_floats=("initializer_range",),
+                     bools=("tie_word_embeddings",))
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
-        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"GPTConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+            raise ValueError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if not isinstance(self.activation_function, str):
+            raise TypeError(f"GPTConfig.activation_function must be a name such as 'gelu_new', "
+                            f"got {self.activation_function!r}")
+        try:
+            get_activation(self.activation_function)
+        except ValueError as e:                             # lists the known names
+            raise ValueError(f"GPTConfig.activation_function: {e}") from None
+        if self.seed < 0:
+            raise ValueError(f"GPTConfig.seed must be >= 0, got {self.seed}")
         if not self.tie_word_embeddings:
             raise ValueError("minilm's GPT always ties the LM head to wte (tie_word_embeddings=True)")
 
@@ -133,6 +142,7 @@ class GPT(Module):
     """
 
     def __init__(self, config, dtype="float32"):
+        require_config("GPT", config, GPTConfig)
         self.config = config
         self.dtype = resolve_dtype(dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
@@ -166,8 +176,7 @@ class GPT(Module):
             raise ValueError(f"sequence length {T} exceeds the model's context n_positions={cfg.n_positions}")
         key_mask = None
         if attention_mask is not None:
-            am = as_ids("attention_mask", attention_mask)
-            same_shape("attention_mask", am, "input_ids", ids)
+            am = as_mask("attention_mask", attention_mask, ids)     # 0/1, bool or float 0./1.
             key_mask = padding_mask(am)                          # (B, 1, 1, T)
 
         # embeddings (positions 0..T-1 are the first T rows of wpe: a slice, not a lookup)
