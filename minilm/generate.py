@@ -4,10 +4,52 @@ Without the cache every new token re-runs the whole prefix: O(T) work per token,
 overall. With it, each step feeds only the new token and attends over stored keys and
 values, and the tokens come out identical.
 """
+import contextlib
+import math
+import numbers
+
 import numpy as np  # sampling happens on the host: one (B, V) row per step
 
 from .backend import asarray, to_numpy
 from .models.checks import as_ids
+
+
+def check_generate_args(max_new_tokens, do_sample=False, temperature=1.0, top_k=None, top_p=None,
+                        seed=None):
+    """TypeError / ValueError naming the argument and what it must be."""
+    def is_int(v):
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if not is_int(max_new_tokens) or max_new_tokens < 0:
+        raise (ValueError if is_int(max_new_tokens) else TypeError)(
+            f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if do_sample and temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature} (use do_sample=False for greedy)")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be an int >= 1 (or None), got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
+                              or not 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be a number in (0, 1] (or None), got {top_p!r}")
+    if seed is not None and not is_int(seed):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+
+
+@contextlib.contextmanager
+def keep_caches(model):
+    """Leave a pending forward's caches as they were: generation runs forwards of its own
+    (and clears their caches), so without this `forward -> generate -> backward` would find
+    nothing to backpropagate. As in PyTorch, where generate does not touch the autograd graph."""
+    saved = [(m, {k: v for k, v in vars(m).items() if k.endswith("cache")}) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, caches in saved:
+            for k in [k for k in vars(m) if k.endswith("cache") and k not in caches]:
+                delattr(m, k)
+            vars(m).update(caches)
 
 
 def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
@@ -16,8 +58,9 @@ def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
         temperature: z / T        top_k: keep the k largest        top_p: keep the smallest set
         of most likely tokens whose probabilities sum to >= p (always at least one token).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature} (use do_sample=False for greedy)")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature} "
+                         "(use do_sample=False for greedy)")
     z = logits.astype(np.float64) / temperature
     V = z.shape[-1]
     if top_k is not None:
@@ -50,16 +93,24 @@ def generate(model, input_ids, max_new_tokens, do_sample=False, temperature=1.0,
     are padded with eos). The prompt plus new tokens must fit in n_positions, unless
     crop=True with use_cache=False, which keeps only the last n_positions tokens as context.
     """
+    check_generate_args(max_new_tokens, do_sample, temperature, top_k, top_p, seed)
     ids = to_numpy(as_ids("input_ids", input_ids, model.config.vocab_size))
     B, T0 = ids.shape
     if T0 == 0:
         raise ValueError("generate needs a non-empty prompt")
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     n_ctx = model.config.n_positions
     if T0 + max_new_tokens > n_ctx and not (crop and not use_cache):
         raise ValueError(f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) exceeds the context "
                          f"n_positions={n_ctx}; shorten them, or pass use_cache=False, crop=True")
+    with keep_caches(model):
+        return _generate(model, ids, max_new_tokens, do_sample, temperature, top_k, top_p,
+                         use_cache, seed, eos_token_id)
+
+
+def _generate(model, ids, max_new_tokens, do_sample, temperature, top_k, top_p, use_cache, seed,
+              eos_token_id):
+    B, T0 = ids.shape
+    n_ctx = model.config.n_positions
     rng = np.random.default_rng(seed)
     was_training = model.training
     model.eval()

@@ -18,6 +18,11 @@ The heads own `bert` (a BertModel) plus a few layers of their own:
     BertForTokenClassification     classifier on dropout(x), one label a token (NER) -> (B, T, K)
     BertForQuestionAnswering       qa_outputs on x -> start / end logits over the positions
 
+Labels follow transformers: -100 marks a position (or example) that does not count. When every
+label of a batch is -100 the loss is 0.0 and every gradient is zero (PyTorch's mean over no
+terms gives NaN). A (B, 1) `labels` / `next_sentence_label` is read as (B,), as transformers
+flattens it.
+
 Parameter names are transformers' (`bert.encoder.layer.0.attention.self.query.weight`, ...), so
 checkpoints map one to one. The layout differs in one place: minilm's Linear keeps W as
 (in, out), so the code reads `x @ W + b`, while PyTorch's nn.Linear keeps (out, in).
@@ -32,7 +37,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..backend import get_xp, host_rng, resolve_dtype, to_numpy
+from ..backend import as_host_array, get_xp, host_rng, resolve_dtype, to_numpy
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, new_param
 from ..losses import cross_entropy_backward, cross_entropy_forward
@@ -499,7 +504,12 @@ class BertPreTrainedModel(Module):
         return ids, key_mask, tt
 
     def _labels(self, name, labels, num_classes, shape, what, allow_ignore=True):
-        """Integer targets of the given shape, each in [0, num_classes) (or -100: ignored)."""
+        """Integer targets of the given shape, each in [0, num_classes) (or -100: ignored).
+        One label per example may also come as (B, 1), which transformers flattens too."""
+        if len(shape) == 1:
+            host = as_host_array(labels)
+            if getattr(host, "ndim", 0) == 2 and host.shape[1] == 1:
+                labels = host.reshape(-1)
         lab = as_ids(name, labels, ndim=len(shape))
         if tuple(lab.shape) != tuple(shape):
             raise ValueError(f"{name} shape {tuple(lab.shape)} must be {tuple(shape)}")

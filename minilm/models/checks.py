@@ -12,6 +12,8 @@ def as_ids(name, ids, vocab_size=None, ndim=2, allow_ignore=False):
     ValueError for the wrong rank or ids outside [0, vocab_size) (-100 allowed for labels).
     """
     host = as_host_array(ids)
+    if not hasattr(host, "dtype"):
+        raise TypeError(f"{name} must be an array or a list of integers, got {type(ids).__name__} {ids!r:.40}")
     if host.dtype == object:
         raise TypeError(f"{name} must be a rectangular array of integers (ragged lists need padding)")
     if host.dtype.kind not in "iu":
@@ -127,6 +129,8 @@ def as_mask(name, mask, ids, ids_name="input_ids"):
     convert it, instead of being read inverted; any other value is a ValueError too.
     """
     host = as_host_array(mask)
+    if not hasattr(host, "dtype"):
+        raise TypeError(f"{name} must be an array or a list of 0/1, got {type(mask).__name__} {mask!r:.40}")
     if host.dtype == object:
         raise TypeError(f"{name} must be a rectangular array of 0/1 (ragged lists need padding)")
     if host.dtype.kind not in "biuf":

@@ -440,7 +440,8 @@ class Seq2SeqTransformer(Module):
                 decoder_attention_mask=None, labels=None):
         """input_ids: (B, S) source ids; attention_mask: (B, S) 1/0 (0 = padding) or None;
         decoder_input_ids: (B, T) or None (then labels shifted right behind BOS);
-        decoder_attention_mask: (B, T) or None; labels: (B, T) target ids or -100.
+        decoder_attention_mask: (B, T) or None; labels: (B, T) target ids or -100 (ignored;
+        all -100 gives loss 0.0 and zero gradients, where PyTorch's mean gives NaN).
         -> ModelOutput(loss, logits (B, T, V), encoder_last_hidden_state (B, S, C))
 
         Position t of the decoder predicts labels[t]: the shift happens on the input side.

@@ -165,7 +165,9 @@ class GPT(Module):
     def forward(self, input_ids, attention_mask=None, labels=None):
         """input_ids: (B, T) ints; attention_mask: (B, T) 1/0 (0 = padding) or None;
         labels: (B, T) ints or -100 (Hugging Face semantics: shifted inside, so position t
-        predicts labels[t + 1]).  ->  ModelOutput(loss, logits (B, T, V))"""
+        predicts labels[t + 1]).  ->  ModelOutput(loss, logits (B, T, V))
+        The loss is the mean over labels that are not -100; when all are -100 it is 0.0 and
+        backward gives zero gradients (PyTorch's mean over no terms gives NaN)."""
         cfg = self.config
         tr = self.transformer
         ids = as_ids("input_ids", input_ids, cfg.vocab_size)

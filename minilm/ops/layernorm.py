@@ -9,7 +9,16 @@ def layernorm_forward(x, gamma, beta, eps=1e-5):
     x: (..., C), gamma: (C,), beta: (C,)  ->  out: (..., C)
         mu   = mean_C(x)            rstd = 1 / sqrt(mean_C((x - mu)^2) + eps)
         xhat = (x - mu) * rstd      out  = gamma * xhat + beta
+
+    Half precision (float16) x is normalised in float32 and the output cast back, as
+    PyTorch's autocast does: in float16, (x - mu)^2 overflows to inf once |x - mu| > 256
+    and the statistics lose most of their digits.
     """
+    if x.dtype.kind != "f":
+        raise TypeError(f"layernorm_forward needs a floating-point x, got dtype {x.dtype}")
+    if x.dtype.itemsize < 4:                              # float16: statistics in float32
+        out, cache = layernorm_forward(x.astype("float32"), gamma, beta, eps)
+        return out.astype(x.dtype), cache
     xp = get_xp(x)
     C = x.shape[-1]
     mu = row_sum(x) * (1.0 / C)                           # (..., 1) mean_C(x)
@@ -33,6 +42,9 @@ def layernorm_backward(dout, cache):
     The two means are matrix-vector products, mean_C(g) = (dout @ gamma) / C and
     mean_C(g * xhat) = ((dout * xhat) @ gamma) / C, so g * xhat is never formed.
     """
+    if dout.dtype.itemsize < 4:                           # float16, as in the forward
+        dx, dgamma, dbeta = layernorm_backward(dout.astype("float32"), cache)
+        return dx.astype(dout.dtype), dgamma, dbeta
     xhat, rstd, gamma = cache
     xp = get_xp(dout)
     C = xhat.shape[-1]
