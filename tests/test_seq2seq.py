@@ -2,6 +2,8 @@
 the whole model), the copy and reverse tasks, greedy and beam search, the decoder cache,
 checkpoints, the generated data, and clear errors for bad input."""
 import json
+import math
+import os
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ from minilm.models.encoder_decoder import (DecoderLayer, EncoderLayer, shift_tok
 from minilm.ops import padding_mask
 from minilm.optim import AdamW, noam
 
-from conftest import distinct
+from conftest import FIXTURES, distinct, grad_close
 
 
 def tiny(seed=0, dtype="float64", **kw):
@@ -149,6 +151,73 @@ def test_float32_gradients_agree_with_float64():
         assert all(p.grad.dtype == np.dtype(dtype) for p in m.parameters())
     for name, g64 in grads["float64"].items():
         assert np.abs(grads["float32"][name] - g64).max() <= 1e-4 * max(np.abs(g64).max(), 1e-3), name
+
+
+# ---- an independent reference: torch.nn.Transformer (tests/fixtures/make_seq2seq_fixture.py) ----
+
+def torch_names_to_minilm(tensors, C):
+    """{torch name: array} -> {minilm name: array}: in_proj [W_q; W_k; W_v] (3C, C) split
+    into q/k/v_proj and every nn.Linear weight (out, in) transposed to minilm's (in, out)."""
+    out = {}
+    for name, a in tensors.items():
+        if name in ("src_embed.weight", "embed.weight"):
+            out["encoder.embed_tokens.weight"] = a
+            continue
+        if name == "tgt_embed.weight":
+            out["decoder.embed_tokens.weight"] = a
+            continue
+        name = name.removeprefix("transformer.")
+        if name.endswith(".in_proj_weight") or name.endswith(".in_proj_bias"):
+            stem, kind = name.rsplit(".in_proj_", 1)
+            for i, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+                part = a[i * C:(i + 1) * C]
+                out[f"{stem}.{proj}.{kind}"] = part.T if kind == "weight" else part
+            continue
+        name = name.replace(".linear1.", ".ffn.linear1.").replace(".linear2.", ".ffn.linear2.")
+        linear = ".out_proj." in name or ".linear1." in name or ".linear2." in name
+        out[name] = a.T if linear and name.endswith(".weight") else a
+    return out
+
+
+def load_torch_fixture(case):
+    folder = os.path.join(FIXTURES, case)
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = TransformerConfig.from_dict(json.load(f))
+    model = Seq2SeqTransformer(cfg, dtype="float64")
+    model.load_state_dict(torch_names_to_minilm(np.load(os.path.join(folder, "params.npz")), cfg.d_model))
+    inputs = dict(np.load(os.path.join(folder, "inputs.npz")))
+    outputs = dict(np.load(os.path.join(folder, "outputs.npz")))
+    grads = torch_names_to_minilm(np.load(os.path.join(folder, "grads.npz")), cfg.d_model)
+    return model, inputs, outputs, grads
+
+
+def max_rel(a, ref):
+    return float(np.abs(minilm.to_numpy(a) - ref).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize("case", ["seq2seq_postln", "seq2seq_preln"])
+def test_forward_loss_and_gradients_match_torch_nn_transformer(case):
+    """Post-LN (separate vocabularies, LayerNorm eps 1e-6, label smoothing 0.1) and pre-LN
+    (one shared table, final LayerNorms), source and target padded at the end, causal mask:
+    logits, encoder output, loss and every parameter gradient as torch computes them."""
+    model, inputs, ref, ref_grads = load_torch_fixture(case)
+    out = model(**inputs)
+    assert max_rel(out.logits, ref["logits"]) <= 1e-10
+    assert max_rel(out.encoder_last_hidden_state, ref["encoder_last_hidden_state"]) <= 1e-10
+    assert float(out.loss) == pytest.approx(float(ref["loss"]), rel=1e-12)
+    model.backward()
+    params = dict(model.named_parameters())
+    assert sorted(params) == sorted(ref_grads)
+    total = math.sqrt(sum(float((g ** 2).sum()) for g in ref_grads.values()))   # key biases: exactly 0
+    for name, p in params.items():
+        assert grad_close(p.grad, ref_grads[name], rel=1e-9, floor=1e-6, total_norm=total), name
+
+
+def test_the_torch_fixture_notices_a_missing_embedding_scale():
+    """The comparison above can fail: without the sqrt(d_model) factor the logits move a lot."""
+    model, inputs, ref, _ = load_torch_fixture("seq2seq_postln")
+    model.encoder.scale = model.decoder.scale = 1.0
+    assert max_rel(model(**inputs).logits, ref["logits"]) > 1e-2
 
 
 # ---- the architecture's pieces -------------------------------------------------------------------
