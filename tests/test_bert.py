@@ -15,6 +15,7 @@ import minilm
 from minilm.check import gradcheck
 from minilm.io import load_safetensors, save_safetensors
 from minilm.layers import Module
+from minilm.losses import cross_entropy_backward
 from minilm.models import (GPT, BertConfig, BertForMaskedLM, BertForPreTraining,
                            BertForQuestionAnswering, BertForSequenceClassification,
                            BertForTokenClassification, BertModel, GPTConfig, ModelOutput)
@@ -217,11 +218,21 @@ def test_tied_decoder_is_one_parameter_with_both_contributions():
     names = dict(m.named_parameters())
     assert "cls.predictions.decoder.weight" not in names and "cls.predictions.bias" in names
     assert m.cls.predictions.decoder_weight is m.bert.embeddings.word_embeddings.weight
-    ids = np.array([[1, 2, 3, 4, 5]])
-    m(ids, labels=np.array([[-100, 7, -100, -100, -100]]))
+    ids = np.array([[1, 2, 3, 2, 5]])                      # token 2 twice: the lookup accumulates
+    m(ids, labels=np.array([[-100, 7, -100, -100, 9]]))
+    ce_cache, shape = m._loss_cache
+    dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
+    h = m.cls.predictions.cache[0].copy()                  # the decoder's input (B, T, C)
     m.backward()
     g = minilm.to_numpy(m.bert.embeddings.word_embeddings.weight.grad)
     assert np.abs(g[9]).max() > 0                  # token 9 never appears: only the decoder reaches it
+    # exactly the sum of the two uses: dlogits^T h (decoder) and the lookup's scatter-add of
+    # the gradient reaching the embedding sum, which is position_embeddings' gradient (B = 1)
+    head_only = np.einsum("btv,btc->vc", dlogits, h)
+    lookup_only = np.zeros_like(g)
+    np.add.at(lookup_only, ids[0], m.bert.embeddings.position_embeddings.weight.grad[:ids.shape[1]])
+    assert np.abs(head_only).max() > 1e-3 and np.abs(lookup_only).max() > 1e-3
+    np.testing.assert_allclose(g, head_only + lookup_only, rtol=1e-12, atol=1e-14)
 
 
 def test_fine_tuning_a_classifier_lowers_the_loss():

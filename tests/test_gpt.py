@@ -92,24 +92,30 @@ def test_float32_gradients_agree_with_float64():
 
 
 def test_tied_head_collects_both_gradient_contributions():
-    """wte is used twice (input lookup, output projection); its gradient is the sum."""
-    m = tiny()
-    ids = np.array([[1, 2, 3, 4]])
-    m(ids, labels=ids)
-    m.backward()
-    both = m.transformer.wte.weight.grad.copy()
-    assert "lm_head.weight" not in dict(m.named_parameters())
-    # the head's contribution alone: backprop the same dlogits but stop at ln_f
-    m.zero_grad()
-    out = m(ids, labels=ids)
+    """wte is used twice (input lookup, output projection); its gradient is exactly the sum of
+    the head's dlogits^T h and the lookup's scatter-add of the embedding output's gradient."""
     from minilm.losses import cross_entropy_backward
+    m = tiny()
+    assert "lm_head.weight" not in dict(m.named_parameters())
+    ids = np.array([[1, 2, 3, 2, 5]])                      # token 2 twice: the lookup accumulates
+    out = m(ids, labels=ids)
     ce_cache, (B, T, V) = m._loss_cache
     dlogits = np.zeros((B, T, V))
     dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
-    h = m.transformer.ln_f.cache[0] * m.transformer.ln_f.weight.data + m.transformer.ln_f.bias.data
+    h = m._head_cache[0].copy()                            # ln_f's output, the head's input (B, T, C)
+    m.backward()
+    both = m.transformer.wte.weight.grad.copy()
     head_only = np.einsum("btv,btc->vc", dlogits, h)
-    assert np.abs(both - head_only).max() > 1e-6          # the lookup adds something
+    # the gradient reaching x = wte[ids] + wpe[0:T] is wpe's gradient too (one sequence: B = 1)
+    dx = m.transformer.wpe.weight.grad[:T]
+    lookup_only = np.zeros_like(both)
+    np.add.at(lookup_only, ids[0], dx)
+    assert np.abs(head_only).max() > 1e-3 and np.abs(lookup_only).max() > 1e-3   # both matter
+    np.testing.assert_allclose(both, head_only + lookup_only, rtol=1e-12, atol=1e-14)
     assert out.loss > 0
+    m(ids, labels=ids)                                     # a second backward adds, both parts
+    m.backward()
+    np.testing.assert_allclose(m.transformer.wte.weight.grad, 2 * both, rtol=1e-12, atol=1e-14)
 
 
 def test_overfits_two_sequences():
