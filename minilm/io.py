@@ -207,7 +207,12 @@ def save_safetensors(path, tensors, metadata=None):
     arrays = {k: np.ascontiguousarray(to_numpy(v)) for k, v in tensors.items()}
     meta = {"format": "pt", **(metadata or {})}
     meta.update({DIGEST_PREFIX + k: tensor_digest(a) for k, a in arrays.items()})
-    save_file(arrays, str(path), metadata=meta)
+    try:
+        save_file(arrays, str(path), metadata=meta)
+    except OSError:
+        raise
+    except Exception as e:          # safetensors' own error type, e.g. for a full disk
+        raise OSError(f"could not write {path}: {e}") from e
     fsync_path(str(path))
 
 

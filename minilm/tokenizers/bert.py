@@ -341,7 +341,8 @@ class BertTokenizer:
 
         Only local folders: nothing is downloaded.
         """
-        directory = os.fspath(directory)
+        from ..io import resolve_folder
+        directory = resolve_folder(directory)     # or directory.old, left by an interrupted save
         vocab_file = os.path.join(directory, "vocab.txt")
         if not os.path.isfile(vocab_file):
             raise ValueError(f"{directory!r} has no vocab.txt (expected a BERT tokenizer folder)")

@@ -578,6 +578,10 @@ class BPETokenizer:
         ``minilm_bpe.json`` is optional; when present its pattern and special
         tokens win over the ``pattern`` argument.
         """
+        from ..io import ASIDE_SUFFIX, resolve_folder
+        folder = os.fspath(prefix_or_dir).rstrip("/" + os.sep)
+        if not os.path.exists(folder) and os.path.isdir(os.path.abspath(folder) + ASIDE_SUFFIX):
+            prefix_or_dir = os.path.join(resolve_folder(folder), "")  # left by an interrupted save
         vocab_path, merges_path, config_path = cls._paths(prefix_or_dir)
         special_tokens = None
         if os.path.exists(config_path):
