@@ -406,8 +406,8 @@ def _read_json(path):
 def _read_safetensors(path):
     try:
         return load_safetensors(path)                       # header checks and checksums
-    except ValueError as e:
-        raise ValueError(f"could not read checkpoint file {path}: {e}") from e
+    except ValueError as e:             # ChecksumError stays a ChecksumError
+        raise type(e)(f"could not read checkpoint file {path}: {e}") from e
 
 
 def _has_rng(model):

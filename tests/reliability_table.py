@@ -342,7 +342,7 @@ def full_disk_trial(kind_name, root=None):
             kind.save("new", {target!r})
             print("saved")
         except Exception as e:
-            print("raised", type(e).__name__, str(e)[:120].replace(chr(10), " "))
+            print("raised", type(e).__name__, str(e)[:400].replace(chr(10), " "))
     """
     proc = subprocess.run(_child(code), capture_output=True, text=True, timeout=60)
     said = (proc.stdout.strip() or proc.stderr.strip()[-300:])
