@@ -2,3 +2,4 @@
 from .corpus import (TINYSHAKESPEARE_SHA256, TINYSHAKESPEARE_URL, load_pydoc_corpus,
                      load_text, load_tinyshakespeare)
 from .lm import LMData, lm_batch
+from .loader import DataLoader, default_collate
