@@ -58,7 +58,8 @@ def fsync_path(path):
 def _fsync_tree(folder):
     for root, dirs, files in os.walk(folder):
         for name in files:
-            fsync_path(os.path.join(root, name))
+            if not os.path.islink(os.path.join(root, name)):     # a link's target is not ours
+                fsync_path(os.path.join(root, name))
         fsync_path(root)
 
 
@@ -76,8 +77,10 @@ def _carry_over(source, tmp):
         src, dst = os.path.join(source, name), os.path.join(tmp, name)
         if os.path.lexists(dst):
             continue
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, dst, copy_function=_link_or_copy)
+        if os.path.islink(src):
+            os.symlink(os.readlink(src), dst)
+        elif os.path.isdir(src):
+            shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
         else:
             _link_or_copy(src, dst)
 
@@ -109,6 +112,13 @@ def atomic_folder(target, keep_other_files=True):
         raise NotADirectoryError(f"cannot save a checkpoint folder to {target}: it is a file")
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
+    cwd = os.getcwd()
+    if cwd == target or cwd.startswith(target + os.sep):
+        # the folder we run in (save_pretrained(".")): not renamed, so each file is
+        # replaced on its own (each one whole; a crash may mix old and new files)
+        with _replace_files_in(target) as tmp:
+            yield tmp
+        return
     tmp, aside = target + TMP_SUFFIX, target + ASIDE_SUFFIX
     if os.path.lexists(tmp):
         shutil.rmtree(tmp)                  # left by a save that died
@@ -137,6 +147,22 @@ def atomic_folder(target, keep_other_files=True):
         _remove(tmp)
         raise
     _remove(aside)
+
+
+@contextlib.contextmanager
+def _replace_files_in(target):
+    tmp = os.path.join(target, TMP_SUFFIX)
+    if os.path.lexists(tmp):
+        shutil.rmtree(tmp)
+    os.mkdir(tmp)
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        for name in os.listdir(tmp):
+            os.replace(os.path.join(tmp, name), os.path.join(target, name))
+        fsync_path(target)
+    finally:
+        _remove(tmp)
 
 
 def resolve_folder(folder):

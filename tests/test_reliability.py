@@ -121,6 +121,26 @@ def test_saving_a_model_keeps_a_tokenizer_in_the_same_folder_and_back(tmp_path):
     assert minilm.tokenizers.BertTokenizer.from_pretrained(tmp_path).vocab == rt._tokenizer(1).vocab
 
 
+def test_saving_over_a_folder_keeps_its_sub_folders_and_symlinks(tmp_path):
+    (tmp_path / "m" / "checkpoint-5").mkdir(parents=True)
+    (tmp_path / "m" / "checkpoint-5" / "notes.txt").write_text("kept")
+    (tmp_path / "m" / "link").symlink_to(tmp_path / "elsewhere")
+    gpt().save_pretrained(tmp_path / "m")
+    gpt(1).save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "checkpoint-5" / "notes.txt").read_text() == "kept"
+    assert os.readlink(tmp_path / "m" / "link") == str(tmp_path / "elsewhere")
+    assert GPT.from_pretrained(tmp_path / "m").config.seed == 1
+
+
+def test_saving_into_the_working_folder_replaces_the_files_in_place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("kept")
+    gpt().save_pretrained(".")
+    gpt(1).save_pretrained(".")
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "mine.txt", "model.safetensors"]
+    assert same_state(GPT.from_pretrained(".").state_dict(), gpt(1).state_dict())
+
+
 # ---- checksums ------------------------------------------------------------------------------
 
 def test_each_tensor_carries_its_sha256_and_format_pt(tmp_path):
