@@ -429,7 +429,7 @@ def tiny_head(head=BertForSequenceClassification):
     (dict(input_ids=[[1, 2, 3]], labels=[K]), ValueError, r"labels contains 5, outside the classes \[0, num_labels=5"),
     (dict(input_ids=[[1, 2, 3]], labels=[-1]), ValueError, "labels contains -1"),
     (dict(input_ids=[[1, 2, 3]], labels=[1, 2]), ValueError, "labels shape"),
-    (dict(input_ids=[[1, 2, 3]], labels=[[1]]), ValueError, "1-D"),
+    (dict(input_ids=[[1, 2, 3]], labels=[[1, 2]]), ValueError, "1-D"),   # (B, 1) is read as (B,)
 ])
 def test_bad_input(kwargs, err, match):
     m = tiny_head()
