@@ -215,6 +215,46 @@ class TrainerKind:
         return "mixed"
 
 
+class NaiveKind(ModelKind):
+    """For comparison, what save_pretrained did before: config.json, then the weights,
+    written over the old files in place."""
+
+    def save(self, tag, folder):
+        model = self.versions[tag]
+        os.makedirs(folder, exist_ok=True)
+        minilm.io.write_config(folder, model.config.to_dict())
+        minilm.io.save_safetensors(os.path.join(folder, "model.safetensors"), model.state_dict())
+
+
+class OldTrainerKind(TrainerKind):
+    """For comparison, what Trainer.save_checkpoint did before with keep_all_checkpoints=False:
+    write last.tmp/, remove last/, rename last.tmp/ to last/."""
+    name = "before: Trainer checkpoint (write last.tmp, remove last, rename)"
+
+    def save(self, tag, folder):
+        step = {"old": 1, "new": 2}[tag]
+        t = self.trainer
+        t.step = step
+        t.model.load_state_dict(self.weights[step])
+        path = os.path.join(folder, "last")
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        t.checkpoint_dir = folder
+        t.save_checkpoint(os.path.join(tmp, "x"))            # the four files, into tmp/x ...
+        for name in os.listdir(os.path.join(tmp, "x")):
+            os.rename(os.path.join(tmp, "x", name), os.path.join(tmp, name))
+        os.rmdir(os.path.join(tmp, "x"))
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+
+
+def before_kinds():
+    return [NaiveKind("before: save_pretrained (config.json, then weights, in place)", _gpt),
+            OldTrainerKind()]
+
+
 def all_kinds():
     return [ModelKind("GPT.save_pretrained", _gpt),
             ModelKind("BertForSequenceClassification.save_pretrained", _bert),
@@ -407,7 +447,15 @@ def bad_inputs():
         t.save_checkpoint(run)
         other = GPT(GPTConfig(vocab_size=24, n_positions=8, n_embd=16, n_layer=1, n_head=2,
                               bos_token_id=None, eos_token_id=None))
-        Trainer(other, AdamW(other.parameters()), lambda r: None, max_steps=1, progress=False).resume(run)
+        before = other.state_dict()
+        trainer = Trainer(other, AdamW(other.parameters()), lambda r: None, max_steps=1, progress=False)
+        try:
+            trainer.resume(run)
+        except Exception as e:      # noqa: BLE001
+            same = all(np.array_equal(v, other.state_dict()[k]) for k, v in before.items())
+            return (f"{type(e).__name__}: {e}; " + ("model, optimiser and step unchanged" if same
+                    and not trainer.optimizer.state and trainer.step == 0 else "HALF-LOADED"))
+        return "no error"
 
     def corrupt_newest_state():
         run = os.path.join(tmp, "run2")
@@ -482,7 +530,7 @@ def describe(fn):
         result = fn()
     except Exception as e:          # noqa: BLE001 - reporting what each input gives
         msg = re.sub(r"/\S*/minilm-bad-\w+/", "", str(e).replace("\n", " "))
-        return f"{type(e).__name__}: {msg[:150]}{'...' if len(msg) > 150 else ''}"
+        return f"{type(e).__name__}: {msg[:260]}{'...' if len(msg) > 260 else ''}"
     return result if isinstance(result, str) else "no error"
 
 
@@ -516,10 +564,18 @@ def main():
         said, outcome = full_disk_trial(name)
         ok = outcome if outcome in ("old", "new") else "bad"
         totals[ok] += 1
-        print(f"| {name}: full disk (RLIMIT_FSIZE), save {said.split(':')[0][:60]} | 1 "
+        error = said.split()[1] if said.startswith("raised") else said[:40]
+        print(f"| {name}: full disk (RLIMIT_FSIZE below the file size); the save raised {error}"
+              f"{' (File too large)' if 'File too large' in said else ''} | 1 "
               f"| {int(ok == 'old')} | {int(ok == 'new')} | {int(ok == 'bad')} |")
-    print(f"\nfaults: {sum(totals.values())} trials, {totals['old']} old, {totals['new']} new, "
-          f"{totals['bad']} lost or mixed\n")
+    print(f"| **all of the above** | {sum(totals.values())} | {totals['old']} | {totals['new']} "
+          f"| {totals['bad']} |")
+    for kind in before_kinds():
+        results, calls = fault_campaign(kind, crash=True)
+        counts = collections.Counter(o if o in ("old", "new") else "bad" for _, o, _ in results)
+        print(f"| {kind.name}: crash at each of its {calls} calls | {len(results)} | {counts['old']} "
+              f"| {counts['new']} | {counts['bad']} |")
+    print()
     print("| bad input | what minilm does |")
     print("|---|---|")
     cases = bad_inputs()

@@ -72,18 +72,9 @@ def test_an_io_error_at_any_step_raises_and_keeps_a_whole_checkpoint(name):
     assert sum(raised is not None and outcome == "old" for _, outcome, raised in results) >= 5
 
 
-class NaiveKind(rt.ModelKind):
-    """What save_pretrained did before: config.json then the weights, over the old files."""
-
-    def save(self, tag, folder):
-        model = self.versions[tag]
-        os.makedirs(folder, exist_ok=True)
-        minilm.io.write_config(folder, model.config.to_dict())
-        save_safetensors(os.path.join(folder, "model.safetensors"), model.state_dict())
-
-
-def test_the_campaign_catches_a_writer_that_is_not_crash_safe():
-    results, _ = rt.fault_campaign(NaiveKind("naive", rt._gpt), crash=True)
+@pytest.mark.parametrize("kind", rt.before_kinds(), ids=lambda k: k.name)
+def test_the_campaign_catches_the_writers_that_were_not_crash_safe(kind):
+    results, _ = rt.fault_campaign(kind, crash=True)
     assert any(o.startswith(("mixed", "lost")) for _, o, _ in results)
 
 
@@ -568,6 +559,6 @@ def test_class_labels_of_shape_b_by_1_are_read_as_b():
 def test_every_bad_input_in_the_table_gets_a_clear_answer():
     for what, fn in rt.bad_inputs():
         said = rt.describe(fn)
-        assert said != "no error" and "DIFFERENT" not in said, (what, said)
+        assert said != "no error" and "DIFFERENT" not in said and "HALF" not in said, (what, said)
         assert ("Error: " in said and len(said) > 40) or said.startswith(
             ("correct", "works", "accepted", "falls back")), (what, said)
