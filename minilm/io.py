@@ -48,7 +48,10 @@ class ChecksumError(ValueError):
 
 def fsync_path(path):
     """Flush a file's or folder's data and metadata to the disk."""
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    is_dir = os.path.isdir(path)
+    if is_dir and os.name == "nt":
+        return                              # Windows cannot open a folder to fsync it
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if is_dir else 0))
     try:
         os.fsync(fd)
     finally:

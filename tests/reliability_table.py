@@ -35,7 +35,7 @@ import minilm.io
 from minilm.models import (BertConfig, BertForSequenceClassification, GPT, GPTConfig,
                            Seq2SeqTransformer, TransformerConfig)
 from minilm.optim import AdamW
-from minilm.tokenizers import BertTokenizer
+from minilm.tokenizers import BertTokenizer, BPETokenizer, CharTokenizer
 from minilm.train import Trainer, latest_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,6 +170,58 @@ class TokenizerKind(ModelKind):
         return "mixed"
 
 
+def _bpe(seed):
+    tok = BPETokenizer()
+    tok.train(("abc abd " if seed == 0 else "xyz xyw ") * 30, vocab_size=262)
+    return tok
+
+
+class BPEKind(ModelKind):
+    """BPETokenizer.save into a folder (vocab.json, merges.txt, minilm_bpe.json), or with
+    prefix=True into prefix-vocab.json, ... (each file replaced on its own)."""
+
+    def __init__(self, name, prefix=False):
+        super().__init__(name, _bpe)
+        self.prefix = prefix
+
+    def save(self, tag, folder):
+        self.versions[tag].save(folder if self.prefix else os.path.join(folder, ""))
+
+    def classify(self, folder):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tok = BPETokenizer.load(folder if self.prefix else os.path.join(folder, ""))
+        except FileNotFoundError as e:
+            return f"lost ({type(e).__name__})"
+        except ValueError as e:
+            return f"refused ({str(e)[:60]})" if "different saves" in str(e) else f"lost ({e})"
+        for tag, ref in self.versions.items():
+            if tok.vocab == ref.vocab and tok.merges == ref.merges:
+                return tag
+        return "mixed"
+
+
+class CharKind(ModelKind):
+    """CharTokenizer.save: one JSON file, replaced whole."""
+
+    def __init__(self, name):
+        super().__init__(name, lambda seed: CharTokenizer("abc" if seed == 0 else "xyzw"))
+
+    def save(self, tag, folder):
+        self.versions[tag].save(folder)
+
+    def classify(self, folder):
+        try:
+            tok = CharTokenizer.load(folder)
+        except Exception as e:      # noqa: BLE001
+            return f"lost ({type(e).__name__})"
+        for tag, ref in self.versions.items():
+            if tok.chars == ref.chars:
+                return tag
+        return "mixed"
+
+
 class TrainerKind:
     """Trainer checkpoints with keep_all_checkpoints=False: old = step 1, new = step 2;
     found with latest_checkpoint and restored with resume."""
@@ -260,6 +312,9 @@ def all_kinds():
             ModelKind("BertForSequenceClassification.save_pretrained", _bert),
             ModelKind("Seq2SeqTransformer.save_pretrained", _seq2seq),
             TokenizerKind("BertTokenizer.save_pretrained", _tokenizer),
+            BPEKind("BPETokenizer.save (a folder)"),
+            BPEKind("BPETokenizer.save (a prefix: three files)", prefix=True),
+            CharKind("CharTokenizer.save (one file)"),
             TrainerKind()]
 
 

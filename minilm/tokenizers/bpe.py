@@ -40,6 +40,8 @@ class never assumes ``id == byte``; it keeps a ``byte -> id`` table instead.
 from __future__ import annotations
 
 import functools
+import contextlib
+import hashlib
 import heapq
 import json
 import os
@@ -544,7 +546,7 @@ class BPETokenizer:
         ``merges.txt``: ``#version: 0.2`` then one merge per line, ``Ġ hello``,
         in rank order.
         """
-        from ..io import atomic_file, atomic_folder
+        from ..io import ASIDE_SUFFIX, atomic_file, atomic_folder
         vocab_path, merges_path, config_path = self._paths(prefix_or_dir)
         encoder: dict[str, int] = {}
         for i in sorted(self.vocab):
@@ -554,21 +556,38 @@ class BPETokenizer:
             encoder[s] = i
         merges = "".join(f"{_token_to_str(self.vocab[a])} {_token_to_str(self.vocab[b])}\n"
                          for a, b in self.merges)
-        config = {"pattern": self.pattern, "special_tokens": self.special_tokens}
-        texts = [json.dumps(encoder, ensure_ascii=False), "#version: 0.2\n" + merges,
-                 json.dumps(config, ensure_ascii=False, indent=1)]
+        texts = [json.dumps(encoder, ensure_ascii=False), "#version: 0.2\n" + merges]
+        # minilm_bpe.json, written last, records the other two files' sha256: a prefix save
+        # interrupted between its files leaves a set that load() refuses instead of mixing
+        config = {"pattern": self.pattern, "special_tokens": self.special_tokens,
+                  "sha256": {name: hashlib.sha256(text.encode("utf-8")).hexdigest()
+                             for name, text in zip(("vocab.json", "merges.txt"), texts)}}
+        texts.append(json.dumps(config, ensure_ascii=False, indent=1))
         paths = [vocab_path, merges_path, config_path]
         target = os.fspath(prefix_or_dir)
         if os.path.isdir(target) or target.endswith(("/", os.sep)):       # as in _paths
             # a folder: swapped in whole (other files in it are kept), crash-safe
             with atomic_folder(os.path.dirname(vocab_path)) as tmp:
                 for path, text in zip(paths, texts):
-                    with open(os.path.join(tmp, os.path.basename(path)), "w", encoding="utf-8") as f:
-                        f.write(text)
-        else:                                   # a prefix: each file crash-safe on its own
+                    with open(os.path.join(tmp, os.path.basename(path)), "wb") as f:
+                        f.write(text.encode("utf-8"))
+        else:
+            # a prefix: each file is replaced on its own (written beside, fsync'ed, renamed
+            # over), and the previous vocab/merges stay linked as name.old until the new
+            # minilm_bpe.json, which holds their sha256, is in place: load() then finds a
+            # matching set, old or new, wherever a crash stops the save
+            kept = []
             for path, text in zip(paths, texts):
-                with atomic_file(path) as f:
-                    f.write(text)
+                if path != config_path and os.path.exists(path):
+                    if os.path.lexists(path + ASIDE_SUFFIX):
+                        os.remove(path + ASIDE_SUFFIX)
+                    os.link(path, path + ASIDE_SUFFIX)
+                    kept.append(path + ASIDE_SUFFIX)
+                with atomic_file(path, "wb") as f:
+                    f.write(text.encode("utf-8"))
+            for path in kept:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
         return paths
 
     @classmethod
@@ -589,6 +608,9 @@ class BPETokenizer:
                 config = json.load(f)
             pattern = config.get("pattern", _DEFAULT)
             special_tokens = config.get("special_tokens")
+            digests = config.get("sha256") or {}
+            vocab_path = _matching_file(vocab_path, digests.get("vocab.json"), config_path)
+            merges_path = _matching_file(merges_path, digests.get("merges.txt"), config_path)
         return cls.from_files(vocab_path, merges_path, special_tokens=special_tokens, pattern=pattern)
 
     @classmethod
@@ -679,3 +701,17 @@ class BPETokenizer:
         tok._byte_ids = [encoder.get(table[b]) if table[b] not in specials else None for b in range(256)]
         tok._rebuild()
         return tok
+
+
+def _matching_file(path, digest, config_path):
+    """`path`, or `path.old` left by an interrupted prefix save, whichever matches the sha256
+    that minilm_bpe.json records; ValueError when neither does (no digest: `path`)."""
+    if digest is None:
+        return path
+    for candidate in (path, path + ".old"):
+        if os.path.exists(candidate):
+            with open(candidate, "rb") as f:
+                if hashlib.sha256(f.read()).hexdigest() == digest:
+                    return candidate
+    raise ValueError(f"{path} does not match the sha256 recorded in {config_path}: the files "
+                     "come from different saves, or one was changed")
