@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import warnings
 
@@ -406,6 +407,8 @@ def kill_trials(n=4, seed=0, root=None):
                 i += 1
         """
         proc = subprocess.Popen(_child(code), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(60, proc.kill)           # a child that never starts
+        watchdog.start()
         try:
             line = proc.stdout.readline()
             if line.strip() != "ready":
@@ -413,6 +416,7 @@ def kill_trials(n=4, seed=0, root=None):
             delay = rng.uniform(0.05, 0.6)
             time.sleep(delay)
         finally:
+            watchdog.cancel()
             proc.kill()                                       # SIGKILL: no cleanup at all
             proc.wait()
         out.append((round(delay, 3), model_kind.classify(base + "/model"),
