@@ -88,12 +88,19 @@ def _carry_over(source, tmp):
             _link_or_copy(src, dst)
 
 
+def _delete(path):
+    if os.path.islink(path) or not os.path.isdir(path):
+        os.remove(path)
+    else:
+        shutil.rmtree(path)
+
+
 def _remove(path):
     """Best-effort removal of a folder that is no longer needed (a failure leaves litter,
     never a broken checkpoint)."""
     with contextlib.suppress(OSError):
         if os.path.lexists(path):
-            shutil.rmtree(path)
+            _delete(path)
 
 
 @contextlib.contextmanager
@@ -111,6 +118,8 @@ def atomic_folder(target, keep_other_files=True):
     by `resolve_folder` under `target.old`).
     """
     target = os.path.abspath(os.fspath(target))
+    if os.path.islink(target):
+        target = os.path.realpath(target)   # save where the link points, keep the link
     if os.path.lexists(target) and not os.path.isdir(target):
         raise NotADirectoryError(f"cannot save a checkpoint folder to {target}: it is a file")
     parent = os.path.dirname(target)
@@ -124,7 +133,7 @@ def atomic_folder(target, keep_other_files=True):
         return
     tmp, aside = target + TMP_SUFFIX, target + ASIDE_SUFFIX
     if os.path.lexists(tmp):
-        shutil.rmtree(tmp)                  # left by a save that died
+        _delete(tmp)                        # left by a save that died
     os.mkdir(tmp)
     try:
         yield tmp
@@ -135,7 +144,7 @@ def atomic_folder(target, keep_other_files=True):
         _fsync_tree(tmp)                    # the new data is on disk before any rename
         if os.path.isdir(target):
             if os.path.lexists(aside):
-                shutil.rmtree(aside)        # stale: the target is whole
+                _delete(aside)              # stale: the target is whole
             os.rename(target, aside)
             try:
                 os.rename(tmp, target)

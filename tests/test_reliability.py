@@ -124,6 +124,15 @@ def test_saving_over_a_folder_keeps_its_sub_folders_and_symlinks(tmp_path):
     assert GPT.from_pretrained(tmp_path / "m").config.seed == 1
 
 
+def test_saving_through_a_symlinked_folder_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    gpt().save_pretrained(tmp_path / "link")
+    gpt(1).save_pretrained(tmp_path / "link")
+    assert os.path.islink(tmp_path / "link") and sorted(os.listdir(tmp_path)) == ["link", "real"]
+    assert GPT.from_pretrained(tmp_path / "real").config.seed == 1
+
+
 def test_saving_into_the_working_folder_replaces_the_files_in_place(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine.txt").write_text("kept")
