@@ -192,7 +192,7 @@ def _input_grads(grads, inputs, check_idx, names):
         if tuple(np.shape(g)) != tuple(inputs[i].shape):
             raise ValueError(f"gradient for {_label(i, names)} has shape {tuple(np.shape(g))}, "
                              f"expected {tuple(inputs[i].shape)}")
-        out[i] = g
+        out[i] = get_xp(g).array(g, copy=True)   # a later forward may reuse a buffer it returned
     return out
 
 
