@@ -69,6 +69,22 @@ def gelu_tanh_backward(dout, cache):
     return dout * cache
 
 
+def gelu_tanh_forward_textbook(x):
+    """`gelu_tanh_forward` as its formula, on the whole array, caching x (the fast one
+    caches the derivative and works a block of rows at a time; the same numbers)."""
+    xp = get_xp(x)
+    return 0.5 * x * (1.0 + xp.tanh(_GELU_A * (x + _GELU_B * x ** 3))), x
+
+
+def gelu_tanh_backward_textbook(dout, cache):
+    """dx = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) du/dx),  t = tanh(u)."""
+    x = cache
+    xp = get_xp(x)
+    t = xp.tanh(_GELU_A * (x + _GELU_B * x ** 3))
+    du = _GELU_A * (1.0 + 3.0 * _GELU_B * x ** 2)
+    return dout * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t ** 2) * du)
+
+
 def erf(x):
     """Error function, to full double precision, on NumPy or CuPy.
 

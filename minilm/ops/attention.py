@@ -75,6 +75,36 @@ def attention_backward(dout, cache, out=None):
     return dq, dk, dv
 
 
+# -- The textbook form ------------------------------------------------------------------------
+# Chapter 3's attention, step by step. `attention_forward` / `attention_backward` above give
+# the same numbers with less memory (scale on q, softmax in place, the softmax backward's row
+# sums over D instead of S); tests/test_textbook_forms.py keeps the two in agreement.
+
+def attention_forward_textbook(q, k, v, mask=None, dropout_p=0.0, rng=None):
+    """scores = q k^T / sqrt(D);  P = softmax(scores, masked);  out = dropout(P) v."""
+    from .softmax import softmax_forward_textbook
+    scores = q @ k.swapaxes(-1, -2) / math.sqrt(q.shape[-1])   # (B, H, T, S)
+    P, _ = softmax_forward_textbook(scores, mask)         # (B, H, T, S)
+    Pd, drop_cache = dropout_forward(P, dropout_p, rng)   # (B, H, T, S)
+    return Pd @ v, (q, k, v, P, Pd, drop_cache)           # (B, H, T, D)
+
+
+def attention_backward_textbook(dout, cache):
+    """Returns (dq, dk, dv), undoing the forward's lines from the bottom up."""
+    from .softmax import softmax_backward_textbook
+    q, k, v, P, Pd, drop_cache = cache
+    # undo: out = Pd v
+    dPd = dout @ v.swapaxes(-1, -2)                       # (B, H, T, S)
+    dv = Pd.swapaxes(-1, -2) @ dout                       # (B, H, S, D)
+    # undo: Pd = dropout(P)
+    dP = dropout_backward(dPd, drop_cache)                # (B, H, T, S)
+    # undo: P = softmax(scores)
+    dscores = softmax_backward_textbook(dP, P)            # (B, H, T, S)
+    # undo: scores = q k^T / sqrt(D)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    return dscores @ k * scale, dscores.swapaxes(-1, -2) @ q * scale, dv
+
+
 def split_heads(x, H):
     """(B, T, C) -> (B, H, T, D), D = C // H (a view when possible)."""
     B, T, C = x.shape

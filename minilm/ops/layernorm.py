@@ -60,3 +60,27 @@ def layernorm_backward(dout, cache):
     dx -= xp.multiply(x2, mean_gx, out=dout_xhat)         # xhat * mean_C(g * xhat)
     dx *= rstd.reshape(-1, 1)
     return dx.reshape(dout.shape), dgamma, dbeta
+
+
+
+# -- The textbook form ------------------------------------------------------------------------
+# What chapter 3 derives, line for line. The functions above compute the same numbers with
+# fewer passes over memory (row sums as matrix-vector products, scratch arrays reused); a
+# test (tests/test_textbook_forms.py) keeps the two in agreement. Models use the fast ones.
+
+def layernorm_forward_textbook(x, gamma, beta, eps=1e-5):
+    """The forward of `layernorm_forward`, written as its formulas."""
+    xp = get_xp(x)
+    mu = x.mean(axis=-1, keepdims=True)                   # (..., 1)
+    rstd = 1.0 / xp.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + eps)   # (..., 1)
+    xhat = (x - mu) * rstd                                # (..., C)
+    return gamma * xhat + beta, (xhat, rstd, gamma)
+
+
+def layernorm_backward_textbook(dout, cache):
+    """dx = rstd * (g - mean_C(g) - xhat * mean_C(g * xhat)),  g = dout * gamma."""
+    xhat, rstd, gamma = cache
+    rows = tuple(range(dout.ndim - 1))                    # every axis but C
+    g = dout * gamma                                      # (..., C)
+    dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
+    return dx, (dout * xhat).sum(axis=rows), dout.sum(axis=rows)

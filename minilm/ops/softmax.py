@@ -67,6 +67,29 @@ def softmax_backward(dout, cache):
     return dx
 
 
+# -- The textbook form ------------------------------------------------------------------------
+# What chapter 3 writes; `softmax_forward` / `softmax_backward` above compute the same in
+# place and with row sums through BLAS. tests/test_textbook_forms.py keeps them in agreement.
+
+def softmax_forward_textbook(x, mask=None):
+    """P = exp(x - max x) / sum exp(x - max x) along the last axis; masked entries -> 0."""
+    xp = get_xp(x)
+    if mask is not None:
+        x = xp.where(mask, x, -xp.inf)                    # masked scores count as -inf
+    m = x.max(axis=-1, keepdims=True)                     # (..., 1)
+    m = xp.where(m == -xp.inf, 0.0, m)                    # a fully masked row: all zeros below
+    e = xp.exp(x - m)                                     # (..., K)
+    s = e.sum(axis=-1, keepdims=True)                     # (..., 1)
+    P = e / xp.where(s == 0, 1.0, s)
+    return P, P
+
+
+def softmax_backward_textbook(dout, cache):
+    """dx = P * (dout - sum_j dout_j P_j)."""
+    P = cache
+    return P * (dout - (dout * P).sum(axis=-1, keepdims=True))
+
+
 def log_softmax(x):
     """log P = x - logsumexp(x) along the last axis (no backward; used by generation and metrics)."""
     xp = get_xp(x)
