@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from minilm.check import gradcheck
-from minilm.layers import (CausalSelfAttention, FeedForward, LayerNorm, Linear,
+from minilm.layers import (CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Linear,
                            MultiHeadAttention)
 from minilm.models.gpt import GPTBlock, GPTConfig
 from minilm.ops import padding_mask
@@ -180,3 +180,106 @@ def test_per_example_gradients_sum_to_the_batch_gradient():
     for m in mods:
         for name, p in m.named_parameters():
             np.testing.assert_allclose(ref[(id(m), name)], p.grad, rtol=1e-12, atol=1e-14)
+
+
+def test_kv_cache_forward_equals_the_full_causal_forward():
+    """GPT-2 attention fed a 3-token prompt, then one token at a time, through a key/value
+    cache gives what the full causal forward gives, and the cache holds every k and v."""
+    rng = np.random.default_rng(0)
+    B, T, C, H = 2, 5, 6, 3
+    attn = CausalSelfAttention(C, H, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
+    attn.c_attn.bias.data[:] = rng.standard_normal(3 * C)
+    attn.c_proj.bias.data[:] = rng.standard_normal(C)
+    x = rng.standard_normal((B, T, C))
+    full = attn.forward(x)
+    past_k, past_v = np.zeros((B, H, T + 2, C // H)), np.zeros((B, H, T + 2, C // H))
+    outs = [attn.forward_cached(x[:, :3], past_k, past_v, 0)]
+    outs += [attn.forward_cached(x[:, t:t + 1], past_k, past_v, t) for t in range(3, T)]
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), full, rtol=1e-12, atol=1e-13)
+    qkv = (x @ attn.c_attn.weight.data + attn.c_attn.bias.data).reshape(B, T, 3, H, C // H)
+    np.testing.assert_allclose(past_k[:, :, :T], qkv[:, :, 1].transpose(0, 2, 1, 3), rtol=1e-13)
+    np.testing.assert_allclose(past_v[:, :, :T], qkv[:, :, 2].transpose(0, 2, 1, 3), rtol=1e-13)
+    assert not past_k[:, :, T:].any() and not past_v[:, :, T:].any()      # nothing past the end
+    assert attn.c_attn.cache is None and attn.c_proj.cache is None       # inference keeps no cache
+
+
+def test_state_dict_round_trip_and_load_errors():
+    rng = np.random.default_rng(0)
+    src = FeedForward(4, 6, "relu", dtype=F64, rng=rng, std=0.5)
+    dst = FeedForward(4, 6, "relu", dtype="float32", rng=np.random.default_rng(1), std=0.5)
+    assert src.num_parameters() == 4 * 6 + 6 + 6 * 4 + 4
+    sd = src.state_dict()
+    assert sorted(sd) == ["c_fc.bias", "c_fc.weight", "c_proj.bias", "c_proj.weight"]
+    sd["c_fc.weight"][0, 0] += 1.0                                     # a copy, not the parameter
+    assert src.fc.weight.data[0, 0] != sd["c_fc.weight"][0, 0]
+    sd = src.state_dict()
+    assert dst.load_state_dict(sd) == ([], [])
+    for (name, p), q in zip(dst.named_parameters(), src.parameters()):
+        assert p.data.dtype == np.float32, name                        # cast to the layer's dtype
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-6)
+    before = {n: p.data.copy() for n, p in dst.named_parameters()}
+    partial = {k: v + 1 for k, v in sd.items() if k != "c_proj.bias"}
+    partial["extra"] = np.zeros(3)
+    with pytest.raises(KeyError, match=r"missing keys \['c_proj.bias'\], unexpected keys \['extra'\]"):
+        dst.load_state_dict(partial)
+    assert all(np.array_equal(p.data, before[n]) for n, p in dst.named_parameters())   # nothing loaded
+    assert dst.load_state_dict(partial, strict=False) == (["c_proj.bias"], ["extra"])
+    np.testing.assert_allclose(dst.fc.bias.data, sd["c_fc.bias"] + 1, rtol=1e-6)
+    np.testing.assert_array_equal(dst.proj.bias.data, before["c_proj.bias"])
+    bad = dict(sd, **{"c_fc.bias": np.zeros(5)})
+    with pytest.raises(ValueError, match=r"shape mismatch for 'c_fc.bias': checkpoint has \(5,\), "
+                                         r"model expects \(6,\)"):
+        dst.load_state_dict(bad)
+    assert repr(src.fc.weight) == "Parameter('', shape=(4, 6), dtype=float64)"
+
+
+def test_layer_defaults_and_construction():
+    """What the constructors promise: init std, zero biases, LayerNorm gain 1 and eps 1e-5,
+    no bias when asked, clear errors for heads that do not divide the width."""
+    lin = Linear(300, 200, rng=np.random.default_rng(0))
+    assert lin.weight.data.dtype == np.float32 and abs(lin.weight.data.std() - 0.02) < 1e-3
+    assert not lin.bias.data.any() and lin.bias.grad.shape == (200,)
+    nob = Linear(3, 2, bias=False, dtype=F64)
+    assert nob.bias is None and [n for n, _ in nob.named_parameters()] == ["weight"]
+    x = np.random.default_rng(1).standard_normal((4, 3))
+    np.testing.assert_allclose(nob.forward(x), x @ nob.weight.data)
+    ln = LayerNorm(4, dtype=F64)
+    assert ln.eps == 1e-5 and np.all(ln.weight.data == 1) and not ln.bias.data.any()
+    assert [n for n, _ in ln.named_parameters()] == ["weight", "bias"]
+    x = np.array([[1.0, 2.0, 3.0, 6.0]])
+    ref = (x - 3.0) / np.sqrt(3.5 + 1e-5)                              # biased variance 3.5
+    np.testing.assert_allclose(ln.forward(x), ref, rtol=1e-14)
+    emb = Embedding(50, 40, rng=np.random.default_rng(0))
+    assert emb.weight.data.shape == (50, 40) and abs(emb.weight.data.std() - 0.02) < 2e-3
+    with pytest.raises(ValueError, match="divisible"):
+        CausalSelfAttention(6, 4)
+    with pytest.raises(ValueError, match="divisible"):
+        MultiHeadAttention(6, 4)
+    mha = MultiHeadAttention(6, 2, dtype=F64, rng=np.random.default_rng(0), std=0.5)
+    assert [n for n, _ in mha.named_parameters()] == [f"{p}.{w}" for p in ("query", "key", "value", "out_proj")
+                                                      for w in ("weight", "bias")]
+    assert mha.n_head == 2 and not mha.causal and mha.q.weight.data.shape == (6, 6)
+    assert abs(MultiHeadAttention(64, 2, rng=np.random.default_rng(0), std=0.3).k.weight.data.std() - 0.3) < 0.02
+    gpt = CausalSelfAttention(6, 3, dtype=F64, rng=np.random.default_rng(0), std=0.5, proj_std=0.1)
+    assert [n for n, _ in gpt.named_parameters()] == ["c_attn.weight", "c_attn.bias", "c_proj.weight", "c_proj.bias"]
+    assert gpt.c_attn.weight.data.shape == (6, 18) and gpt.c_proj.weight.data.std() < 0.2
+    ff = FeedForward(4, 8, "gelu", dtype=F64, rng=np.random.default_rng(0), names=("fc1", "fc2"))
+    assert [n for n, _ in ff.named_parameters()] == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert ff.fc.weight.data.shape == (4, 8) and ff.proj.weight.data.shape == (8, 4)
+
+
+def test_dropout_layer_in_training_and_eval():
+    gen = np.random.default_rng(0)
+    drop = Dropout(0.5, lambda: gen)
+    x = np.ones((50, 40))
+    out = drop.forward(x)
+    assert 0.4 < (out == 0).mean() < 0.6 and set(np.unique(out)) == {0.0, 2.0}
+    np.testing.assert_array_equal(drop.backward(np.ones_like(x)), out)    # the same mask, scaled
+    drop.eval()
+    assert drop.forward(x) is x and drop.backward(x) is x
+    drop.train()
+    assert Dropout(0.0, lambda: gen).forward(x) is x and Dropout(0.5).forward(x) is x   # p = 0, no rng
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\), got 1.0"):
+        Dropout(1.0)
+    with pytest.raises(ValueError, match="dropout probability"):
+        Dropout(-0.1)

@@ -340,3 +340,69 @@ def test_backend_parity_float32(xp, name):
         got, ref = minilm.to_numpy(got).astype(np.float64), np.asarray(ref, np.float64)
         assert got.shape == ref.shape
         assert np.abs(got - ref).max() <= 2e-5 * max(np.abs(ref).max(), 1e-3)       # float32 round-off
+
+
+# -- known answers that a gradient check cannot see (it agrees with whatever the forward does) --
+
+def test_causal_and_padding_masks_known_answers():
+    np.testing.assert_array_equal(ops.causal_mask(np, 3), [[1, 0, 0], [1, 1, 0], [1, 1, 1]])
+    # a KV cache holding 2 earlier positions: query t sits at position 2 + t
+    np.testing.assert_array_equal(ops.causal_mask(np, 2, 4), [[1, 1, 1, 0], [1, 1, 1, 1]])
+    assert ops.causal_mask(np, 3).dtype == bool
+    m = ops.padding_mask(np.array([[1, 1, 0], [1, 0, 0]]))
+    assert m.shape == (2, 1, 1, 3) and m.dtype == bool
+    np.testing.assert_array_equal(m[:, 0, 0], [[True, True, False], [True, False, False]])
+
+
+def test_layernorm_forward_known_answer_and_default_eps():
+    x = np.array([[1.0, 2.0, 3.0, 6.0], [5.0, 5.0, 5.0, 5.0]])       # mean 3, biased variance 3.5
+    gamma, beta = np.array([1.0, 2.0, 0.5, -1.0]), np.array([0.0, 1.0, 0.0, 2.0])
+    out, _ = ops.layernorm_forward(x, gamma, beta)
+    ref0 = (x[0] - 3.0) / math.sqrt(3.5 + 1e-5) * gamma + beta
+    np.testing.assert_allclose(out[0], ref0, rtol=1e-14)
+    np.testing.assert_allclose(out[1], beta, atol=1e-12)             # a constant row: xhat = 0, no NaN
+    out_eps, _ = ops.layernorm_forward(x, gamma, beta, eps=0.5)
+    np.testing.assert_allclose(out_eps[0], (x[0] - 3.0) / math.sqrt(4.0) * gamma + beta, rtol=1e-14)
+
+
+def test_linear_without_bias_returns_no_bias_gradient():
+    rng = np.random.default_rng(0)
+    x, W = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))
+    out, cache = ops.linear_forward(x, W)
+    np.testing.assert_allclose(out, x @ W, rtol=1e-14)
+    dx, dW, db = ops.linear_backward(np.ones((2, 3, 5)), cache)
+    assert db is None and dx.shape == x.shape and dW.shape == W.shape
+
+
+def test_cross_entropy_with_one_counted_target():
+    """The mean is over the counted targets: with one of them, the gradient is the whole
+    softmax - onehot (smoothed) row, not half of it."""
+    logits = np.array([[0.5, -1.0, 2.0], [1.0, 1.0, 1.0]])
+    targets = np.array([2, -100])
+    for eps in (0.0, 0.2):
+        loss, cache = cross_entropy_forward(logits, targets, label_smoothing=eps)
+        p = np.exp(logits[0]) / np.exp(logits[0]).sum()
+        q = np.full(3, eps / 3)
+        q[2] += 1 - eps
+        assert loss == pytest.approx(-(q * np.log(p)).sum(), rel=1e-14)
+        dz = cross_entropy_backward(1.0, cache)
+        np.testing.assert_allclose(dz, [p - q, [0, 0, 0]], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(cross_entropy_backward(3.0, cache), 3 * dz, rtol=1e-14)
+
+
+def test_unknown_activation_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown activation 'swish'; supported: \['gelu', 'gelu_new', "
+                                         r"'gelu_pytorch_tanh', 'relu', 'tanh'\]"):
+        ops.get_activation("swish")
+
+
+def test_log_softmax_known_answer_and_huge_logits():
+    x = np.log(np.array([[1.0, 2.0, 5.0], [3.0, 3.0, 3.0]]))
+    np.testing.assert_allclose(ops.log_softmax(x), np.log([[0.125, 0.25, 0.625], [1 / 3, 1 / 3, 1 / 3]]),
+                               rtol=1e-14)
+    big = ops.log_softmax(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(big, [[-math.log(2), -math.log(2), -2000 - math.log(2)]], rtol=1e-14,
+                               atol=2e-13)                           # 1000 - (1000 + log 2): ulp(1000)
+    x3 = np.random.default_rng(0).standard_normal((2, 3, 4))
+    np.testing.assert_allclose(np.exp(ops.log_softmax(x3)).sum(-1), 1.0, rtol=1e-14)
+    assert ops.log_softmax(x3.astype(np.float32)).dtype == np.float32
