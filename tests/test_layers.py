@@ -1,4 +1,6 @@
 """Layers and blocks: float64 gradient checks of inputs and every parameter, hypothesis shapes."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -283,3 +285,169 @@ def test_dropout_layer_in_training_and_eval():
         Dropout(1.0)
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(-0.1)
+
+
+def test_attention_layers_respect_padding_and_causality():
+    """Masks are invisible to a gradient check (it agrees with whatever the forward does), so
+    check what they mean: a padded row's real positions give what the row without its
+    padding gives, and a causal layer's position t does not see later positions."""
+    rng = np.random.default_rng(0)
+    B, T, S, C = 2, 5, 4, 6
+    gpt = CausalSelfAttention(C, 3, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
+    mha = MultiHeadAttention(C, 2, dtype=F64, rng=rng, std=0.5)
+    causal = MultiHeadAttention(C, 2, dtype=F64, rng=rng, std=0.5, causal=True)
+    x, mem = rng.standard_normal((B, T, C)), rng.standard_normal((B, S, C))
+    lengths = [T, 3]
+    key_mask = padding_mask((np.arange(T)[None] < np.array(lengths)[:, None]).astype(np.int64))
+    for layer in (gpt, causal, mha):
+        full = layer.forward(x, key_mask=key_mask)
+        for b, L in enumerate(lengths):
+            alone = layer.forward(x[b:b + 1, :L])
+            np.testing.assert_allclose(full[b, :L], alone[0], rtol=1e-12, atol=1e-13)
+    later = x.copy()
+    later[:, 3:] += 1.0
+    for layer, sees_the_future in ((gpt, False), (causal, False), (mha, True)):
+        moved = np.abs(layer.forward(later)[:, :3] - layer.forward(x)[:, :3]).max()
+        assert (moved > 1e-3) == sees_the_future, type(layer).__name__
+    src_lengths = [2, S]
+    src_mask = padding_mask((np.arange(S)[None] < np.array(src_lengths)[:, None]).astype(np.int64))
+    full = mha.forward(x, mem, key_mask=src_mask)                      # cross-attention, T != S
+    for b, L in enumerate(src_lengths):
+        np.testing.assert_allclose(full[b], mha.forward(x[b:b + 1], mem[b:b + 1, :L])[0], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "mha"])
+def test_attention_dropout_in_training_only(kind):
+    gen = np.random.default_rng(0)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 4, 6))
+    if kind == "gpt":
+        layer = CausalSelfAttention(6, 2, attn_pdrop=0.5, dtype=F64, rng=rng, std=0.5, dropout_rng=lambda: gen)
+        resid = CausalSelfAttention(6, 2, resid_pdrop=0.5, dtype=F64, rng=np.random.default_rng(1), std=0.5,
+                                    dropout_rng=lambda: gen)
+    else:
+        layer = MultiHeadAttention(6, 2, dropout=0.5, dtype=F64, rng=rng, std=0.5, dropout_rng=lambda: gen)
+        resid = None
+    layer.eval()
+    quiet = layer.forward(x)
+    np.testing.assert_array_equal(layer.forward(x), quiet)             # eval: deterministic
+    layer.train()
+    noisy = layer.forward(x)
+    assert np.abs(noisy - quiet).max() > 1e-3                          # training: probabilities dropped
+    dx = layer.backward(np.ones_like(noisy))
+    assert np.isfinite(dx).all() and dx.shape == x.shape
+    if resid is not None:
+        out = resid.forward(x)
+        resid.eval()
+        assert np.abs(out - resid.forward(x)).max() > 1e-3 and (out == 0).any()   # whole outputs dropped
+    no_rng = CausalSelfAttention(6, 2, attn_pdrop=0.5, dtype=F64, rng=np.random.default_rng(1)) if kind == "gpt" \
+        else MultiHeadAttention(6, 2, dropout=0.5, dtype=F64, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(no_rng.forward(x), no_rng.eval().forward(x))   # no Generator: no dropout
+
+
+def test_float32_layers_keep_float32_through_backward():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 6)).astype(np.float32)
+    key_mask = padding_mask(np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
+    for layer in (CausalSelfAttention(6, 2, rng=rng), MultiHeadAttention(6, 3, rng=rng), FeedForward(6, 8, rng=rng),
+                  LayerNorm(6), Linear(6, 5, rng=rng)):
+        kw = {"key_mask": key_mask} if isinstance(layer, (CausalSelfAttention, MultiHeadAttention)) else {}
+        out = layer.forward(x, **kw)
+        dx = layer.backward(np.ones_like(out))
+        assert out.dtype == dx.dtype == np.float32, type(layer).__name__
+        assert all(p.data.dtype == p.grad.dtype == np.float32 for p in layer.parameters())
+
+
+def test_module_bookkeeping():
+    """train/eval reach every child, a shared Parameter is listed once, backward without a
+    forward names the layer, per-example gradients accumulate and zero_grad clears them."""
+    rng = np.random.default_rng(0)
+    attn = CausalSelfAttention(6, 2, attn_pdrop=0.1, resid_pdrop=0.1, dtype=F64, rng=rng)
+    assert attn.training and all(m.training for m in attn.modules())
+    attn.eval()
+    assert not any(m.training for m in attn.modules()) and attn.resid_dropout.training is False
+    attn.train()
+    assert all(m.training is True for m in attn.modules())
+
+    class Tied(FeedForward):
+        def __init__(self):
+            super().__init__(4, 4, "relu", dtype=F64, rng=np.random.default_rng(0))
+            self.proj.weight = self.fc.weight                          # one Parameter, two uses
+    tied = Tied()
+    assert [n for n, _ in tied.named_parameters()] == ["c_fc.weight", "c_fc.bias", "c_proj.bias"]
+    assert tied.num_parameters() == 16 + 4 + 4
+
+    with pytest.raises(RuntimeError, match=r"^LayerNorm.backward called before forward \(or twice after one "
+                                           r"forward\): run forward first$"):
+        LayerNorm(3).backward(np.ones((2, 3), np.float32))
+    lin = Linear(3, 2, dtype=F64, rng=rng)
+    lin.forward(np.ones((2, 3)))
+    lin.backward(np.ones((2, 2)))
+    with pytest.raises(RuntimeError, match="Linear.backward called before forward"):
+        lin.backward(np.ones((2, 2)))                                   # twice after one forward
+
+    ln, emb = LayerNorm(3, dtype=F64), Embedding(5, 3, F64, rng, 0.5)
+    ids, x = np.array([[1, 2], [2, 2]]), rng.standard_normal((2, 2, 3))
+    for m in (lin, ln, emb):
+        m.per_example_grads()
+        assert all(p.grad_sample == 0 for p in m.parameters())
+    once = {}
+    for rep in range(2):
+        lin.forward(x[..., :3])
+        lin.backward(np.ones((2, 2, 2)))
+        ln.forward(x)
+        ln.backward(x)
+        emb.forward(ids)
+        emb.backward(x)
+        for m in (lin, ln, emb):
+            for name, p in m.named_parameters():
+                assert p.grad_sample.shape == (2,) + p.shape
+                if rep == 0:
+                    once[(id(m), name)] = p.grad_sample.copy()
+                else:
+                    np.testing.assert_allclose(p.grad_sample, 2 * once[(id(m), name)], rtol=1e-14)
+    for m in (lin, ln, emb):
+        m.zero_grad()
+        assert all(p.grad_sample == 0 and not p.grad.any() for p in m.parameters())
+        m.per_example_grads(False)
+        assert all(p.grad_sample is None for p in m.parameters())
+
+
+def test_constructors_pass_their_arguments_on():
+    """dtype, rng, std, proj_std, activation and eps reach the sub-layers and the forward."""
+    def weights(layer):
+        return [p.data for p in layer.parameters()]
+    for make in (lambda r: FeedForward(6, 8, rng=r),
+                 lambda r: CausalSelfAttention(6, 2, rng=r),
+                 lambda r: MultiHeadAttention(6, 2, rng=r)):
+        a, b, c = make(np.random.default_rng(5)), make(np.random.default_rng(5)), make(np.random.default_rng(6))
+        assert all(np.array_equal(u, v) for u, v in zip(weights(a), weights(b)))        # the rng is used
+        assert all(u.dtype == np.float32 for u in weights(a))                           # default dtype
+        w = [u for u in weights(a) if u.ndim == 2]
+        assert all(not np.array_equal(u, v) for u, v in zip(w, [u for u in weights(c) if u.ndim == 2]))
+    big = np.random.default_rng(0)
+    ff = FeedForward(200, 300, rng=big)
+    assert abs(ff.fc.weight.data.std() - 0.02) < 2e-3 and abs(ff.proj.weight.data.std() - 0.02) < 2e-3
+    ff = FeedForward(200, 300, dtype=F64, rng=big, std=0.1, proj_std=0.3)
+    assert abs(ff.fc.weight.data.std() - 0.1) < 5e-3 and abs(ff.proj.weight.data.std() - 0.3) < 0.015
+    assert ff.fc.weight.data.dtype == ff.proj.bias.data.dtype == np.float64
+    gpt = CausalSelfAttention(120, 2, dtype=F64, rng=big, proj_std=0.3)
+    assert abs(gpt.c_attn.weight.data.std() - 0.02) < 2e-3 and abs(gpt.c_proj.weight.data.std() - 0.3) < 0.015
+    assert gpt.c_attn.bias.data.dtype == np.float64
+    with pytest.raises(ValueError, match=r"n_embd \(6\) must be divisible by n_head \(4\)"):
+        CausalSelfAttention(6, 4)
+    with pytest.raises(ValueError, match=r"d_model \(6\) must be divisible by the number of heads \(4\)"):
+        MultiHeadAttention(6, 4)
+    # the default activation is GPT-2's gelu_new (tanh form)
+    ff = FeedForward(3, 4, dtype=F64, rng=np.random.default_rng(0), std=0.5)
+    x = np.random.default_rng(1).standard_normal((2, 3))
+    h = x @ ff.fc.weight.data + ff.fc.bias.data
+    h = 0.5 * h * (1 + np.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
+    np.testing.assert_allclose(ff.forward(x), h @ ff.proj.weight.data + ff.proj.bias.data, rtol=1e-13)
+    # LayerNorm's eps reaches the formula; a layer built without an rng is reproducible
+    ln = LayerNorm(4, eps=0.5, dtype=F64)
+    x = np.array([[1.0, 2.0, 3.0, 6.0]])
+    np.testing.assert_allclose(ln.forward(x), (x - 3.0) / 2.0, rtol=1e-14)
+    assert LayerNorm(4).weight.data.dtype == np.float32
+    assert np.array_equal(Linear(4, 3).weight.data, Linear(4, 3).weight.data)
+    assert Linear(4, 3).weight.data.std() > 0
