@@ -188,15 +188,16 @@ def test_kv_cache_forward_equals_the_full_causal_forward():
     """GPT-2 attention fed a 3-token prompt, then one token at a time, through a key/value
     cache gives what the full causal forward gives, and the cache holds every k and v."""
     rng = np.random.default_rng(0)
-    B, T, C, H = 2, 5, 6, 3
+    B, T, C, H = 2, 7, 6, 3
     attn = CausalSelfAttention(C, H, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
     attn.c_attn.bias.data[:] = rng.standard_normal(3 * C)
     attn.c_proj.bias.data[:] = rng.standard_normal(C)
     x = rng.standard_normal((B, T, C))
     full = attn.forward(x)
     past_k, past_v = np.zeros((B, H, T + 2, C // H)), np.zeros((B, H, T + 2, C // H))
-    outs = [attn.forward_cached(x[:, :3], past_k, past_v, 0)]
-    outs += [attn.forward_cached(x[:, t:t + 1], past_k, past_v, t) for t in range(3, T)]
+    outs = [attn.forward_cached(x[:, :3], past_k, past_v, 0)]                 # the prompt
+    outs.append(attn.forward_cached(x[:, 3:5], past_k, past_v, 3))           # two new tokens at once
+    outs += [attn.forward_cached(x[:, t:t + 1], past_k, past_v, t) for t in range(5, T)]
     np.testing.assert_allclose(np.concatenate(outs, axis=1), full, rtol=1e-12, atol=1e-13)
     qkv = (x @ attn.c_attn.weight.data + attn.c_attn.bias.data).reshape(B, T, 3, H, C // H)
     np.testing.assert_allclose(past_k[:, :, :T], qkv[:, :, 1].transpose(0, 2, 1, 3), rtol=1e-13)
@@ -228,6 +229,12 @@ def test_state_dict_round_trip_and_load_errors():
     assert dst.load_state_dict(partial, strict=False) == (["c_proj.bias"], ["extra"])
     np.testing.assert_allclose(dst.fc.bias.data, sd["c_fc.bias"] + 1, rtol=1e-6)
     np.testing.assert_array_equal(dst.proj.bias.data, before["c_proj.bias"])
+    with pytest.raises(KeyError, match=r"state_dict does not match FeedForward: missing keys \['c_fc.bias'\], "
+                                       r"unexpected keys \[\]"):
+        dst.load_state_dict({k: v for k, v in sd.items() if k != "c_fc.bias"})      # missing only
+    middle = {k: v + 2 for k, v in sd.items() if k != "c_fc.bias"}                 # a hole in the middle
+    assert dst.load_state_dict(middle, strict=False) == (["c_fc.bias"], [])
+    np.testing.assert_allclose(dst.proj.weight.data, sd["c_proj.weight"] + 2, rtol=1e-6)   # later ones load
     bad = dict(sd, **{"c_fc.bias": np.zeros(5)})
     with pytest.raises(ValueError, match=r"shape mismatch for 'c_fc.bias': checkpoint has \(5,\), "
                                          r"model expects \(6,\)"):
@@ -309,6 +316,16 @@ def test_attention_layers_respect_padding_and_causality():
     for layer, sees_the_future in ((gpt, False), (causal, False), (mha, True)):
         moved = np.abs(layer.forward(later)[:, :3] - layer.forward(x)[:, :3]).max()
         assert (moved > 1e-3) == sees_the_future, type(layer).__name__
+    # causal with S > T: the queries are the last T of the S positions (a decoder cache)
+    seq = rng.standard_normal((B, 6, C))
+    np.testing.assert_allclose(causal.forward(seq[:, -2:], seq), causal.forward(seq)[:, -2:], rtol=1e-12, atol=1e-13)
+    # a key mask in the middle: hiding key 1 is deleting position 1 (no positions inside the layer)
+    hide = np.ones((B, 1, 1, T), bool)
+    hide[..., 1] = False
+    keep = [0, 2, 3, 4]
+    for layer in (gpt, causal, mha):
+        np.testing.assert_allclose(layer.forward(x, key_mask=hide)[:, keep], layer.forward(x[:, keep]),
+                                   rtol=1e-12, atol=1e-13)
     src_lengths = [2, S]
     src_mask = padding_mask((np.arange(S)[None] < np.array(src_lengths)[:, None]).astype(np.int64))
     full = mha.forward(x, mem, key_mask=src_mask)                      # cross-attention, T != S
@@ -451,3 +468,33 @@ def test_constructors_pass_their_arguments_on():
     assert LayerNorm(4).weight.data.dtype == np.float32
     assert np.array_equal(Linear(4, 3).weight.data, Linear(4, 3).weight.data)
     assert Linear(4, 3).weight.data.std() > 0
+
+
+def test_multi_head_attention_without_output_projection_and_defaults():
+    rng = np.random.default_rng(0)
+    bare = MultiHeadAttention(6, 2, dtype=F64, rng=rng, std=0.5, names=("query", "key", "value", None))
+    assert bare.o is None and [n for n, _ in bare.named_parameters()] == [
+        f"{p}.{w}" for p in ("query", "key", "value") for w in ("weight", "bias")]
+    x, mem = rng.standard_normal((2, 3, 6)), rng.standard_normal((2, 4, 6))
+    ok(gradcheck(bare, x))
+    ok(gradcheck(bare, x, mem))
+    wide = MultiHeadAttention(64, 2, rng=np.random.default_rng(0), std=0.3)
+    for lin in (wide.q, wide.k, wide.v, wide.o):
+        assert abs(lin.weight.data.std() - 0.3) < 0.02
+    gen = np.random.default_rng(0)
+    for layer in (MultiHeadAttention(6, 2, dtype=F64, rng=rng, dropout_rng=lambda: gen),
+                  CausalSelfAttention(6, 2, dtype=F64, rng=rng, dropout_rng=lambda: gen)):
+        out = layer.forward(x)                                        # training mode, default p = 0
+        np.testing.assert_array_equal(out, layer.eval().forward(x))
+
+
+def test_per_example_gradients_keep_float32():
+    rng = np.random.default_rng(0)
+    lin, ln, emb = Linear(3, 2, rng=rng), LayerNorm(3), Embedding(5, 3, rng=rng)
+    for m in (lin, ln, emb):
+        m.per_example_grads()
+    ids = np.array([[1, 2, 2, 4], [0, 1, 3, 3]])
+    out = lin.forward(ln.forward(emb.forward(ids)))
+    emb.backward(ln.backward(lin.backward(np.ones_like(out))))
+    for m in (lin, ln, emb):
+        assert all(p.grad_sample.dtype == np.float32 for p in m.parameters()), type(m).__name__

@@ -406,3 +406,14 @@ def test_log_softmax_known_answer_and_huge_logits():
     x3 = np.random.default_rng(0).standard_normal((2, 3, 4))
     np.testing.assert_allclose(np.exp(ops.log_softmax(x3)).sum(-1), 1.0, rtol=1e-14)
     assert ops.log_softmax(x3.astype(np.float32)).dtype == np.float32
+
+
+def test_attention_without_a_dropout_probability_does_not_drop():
+    """dropout_p defaults to 0: passing a Generator alone changes nothing."""
+    rng = np.random.default_rng(0)
+    q, k, v = rng.standard_normal((3, 1, 2, 4, 3))
+    plain, _ = ops.attention_forward(q, k, v)
+    same, _ = ops.attention_forward(q, k, v, rng=np.random.default_rng(1))
+    np.testing.assert_array_equal(same, plain)
+    dropped, _ = ops.attention_forward(q, k, v, dropout_p=0.5, rng=np.random.default_rng(1))
+    assert np.abs(dropped - plain).max() > 1e-3
