@@ -513,7 +513,7 @@ def run_pretraining(args=None, out=None, progress=True, documents=None, eval_bat
     from .models import BertForPreTraining
     from .optim import AdamW, clip_grad_norm_, linear_with_warmup, param_groups_with_decay
     from .tokenizers import BertTokenizer
-    from .train import _progress_bar
+    from .train import progress_bar
     args = args or PretrainArgs()
     t_start = time.perf_counter()
     docs = pydoc_documents() if documents is None else documents
@@ -549,7 +549,7 @@ def run_pretraining(args=None, out=None, progress=True, documents=None, eval_bat
 
     history = [{"step": 0, **evaluate()}]
     model.train()
-    bar = _progress_bar(progress, total=args.steps, initial=0)
+    bar = progress_bar(progress, total=args.steps, initial=0)
     t0 = time.perf_counter()
     window = []
     for step in range(args.steps):
@@ -592,8 +592,8 @@ def run_pretraining(args=None, out=None, progress=True, documents=None, eval_bat
 def plot_pretraining(history, path):
     """Two panels: masked-LM loss and next-sentence loss, training (every 10 steps) and
     held-out; the chance levels ln V and ln 2 would be the starting points of a random model."""
-    from .viz import _plt
-    plt = _plt()
+    from .viz import pyplot
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
     for ax, key, title in ((axes[0], "mlm_loss", "masked LM"), (axes[1], "nsp_loss", "next sentence")):
         train = [(h["step"], h[key]) for h in history if key in h]
@@ -650,8 +650,8 @@ def run_embeddings(sentences=None, out=None):
 
 def plot_similarity(sims, sentences, path):
     """Heatmap of the cosine-similarity matrix with the values written in each cell."""
-    from .viz import _plt
-    plt = _plt()
+    from .viz import pyplot
+    plt = pyplot()
     n = len(sentences)
     labels = [s if len(s) <= 40 else s[:38] + "…" for s in sentences]
     fig, ax = plt.subplots(figsize=(9, 7), dpi=120)

@@ -20,6 +20,23 @@ where an uninterrupted one would (on CPU). Checkpoints are safetensors + JSON, n
         optimizer.json           the rest of optimizer.state_dict(): step counts, lr, names
         trainer_state.json       step, history, data RNG state, model RNG state (if any)
 
+Every training loop in minilm is this Trainer with hooks (BERT pre-training, CLIP, DP-SGD,
+FedAvg's clients, distillation, QAT, the compress CLI, bench): a loop that needs more than
+`model(**batch)` passes `step_fn` (forward and backward on one batch, any gradient it likes
+in p.grad), `after_step` (after each optimizer.step(): accounting, masks, logging) and
+`eval_fn` (its own metric). A Lightning-style module trains with it too:
+
+    class Classifier(LightningModule):                # minilm.train.LightningModule
+        def __init__(self):
+            self.model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
+        def training_step(self, batch, batch_idx):
+            return self.model(**batch).loss          # minilm then calls self.backward()
+        def configure_optimizers(self):
+            return AdamW(self.parameters(), lr=2e-5)
+
+    trainer = Trainer(max_epochs=3)
+    trainer.fit(Classifier(), train_dataloader)       # a DataLoader, a list of batches, ...
+
 NumPy appears here only on the host side: the data RNG and the arrays written to disk.
 """
 import json
@@ -31,6 +48,7 @@ import warnings
 import numpy as np
 
 from .io import ASIDE_SUFFIX, atomic_folder, load_safetensors, resolve_folder, save_safetensors, write_json
+from .layers.base import Module
 from .optim import clip_grad_norm_
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json",
@@ -64,32 +82,50 @@ class Trainer:
         to `checkpoint_dir/step_XXXXXX/`, or always to `checkpoint_dir/last/` when
         keep_all_checkpoints=False.
     progress: show a tqdm bar with loss, lr and tokens/s (tokens = input_ids.size).
+    max_epochs: instead of (or as a cap on) max_steps: epochs x len(train_batches) steps.
+
+    Hooks, for loops that do more than `model(**batch)` (each gets the trainer):
+    step_fn(batch) -> output with .loss, or a float: forward and backward on one batch
+        (gradients into p.grad however the loop likes: per-example clipping and noise,
+        a distillation loss, ...). Default: `model.training_step(batch, batch_idx)` then
+        `model.backward()` for a Lightning-style module, else `model(**batch)` then
+        `model.backward()`. The output is kept as `trainer.last_output`.
+    after_step(trainer): after every optimizer.step() (privacy accounting, pruning masks,
+        the loop's own logging); it may set `trainer.should_stop = True`.
+    eval_fn(model) -> float or dict: the metric at eval steps, added to the history record
+        (a dict's items, or a float as "eval"); default the mean loss on eval_batches.
+
+    The Lightning shape: `Trainer(max_epochs=3).fit(module, train_dataloader)`, where the
+    module has `training_step(batch, batch_idx)`, `configure_optimizers()` and optionally
+    `validation_step(batch, batch_idx)` (its mean is `eval_loss`); see LightningModule.
     """
 
-    def __init__(self, model, optimizer, train_batches, eval_batches=None, *, max_steps,
-                 lr_schedule=None, grad_clip=None, eval_every=None, eval_steps=20, log_every=1,
-                 checkpoint_dir=None, checkpoint_every=None, keep_all_checkpoints=True,
-                 progress=True, seed=0):
+    def __init__(self, model=None, optimizer=None, train_batches=None, eval_batches=None, *,
+                 max_steps=None, max_epochs=None, lr_schedule=None, grad_clip=None,
+                 eval_every=None, eval_steps=20, log_every=1, checkpoint_dir=None,
+                 checkpoint_every=None, keep_all_checkpoints=True, progress=True, seed=0,
+                 step_fn=None, after_step=None, eval_fn=None):
         for name, batches in (("train_batches", train_batches), ("eval_batches", eval_batches)):
             if isinstance(batches, dict):
                 raise TypeError(f"{name} is a single batch dict; pass a list of batches or a "
                                 "callable get_batch(rng) -> dict")
-        if max_steps < 0:
+        if max_steps is not None and max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {max_steps}")
+        if max_epochs is not None and max_epochs < 0:
+            raise ValueError(f"max_epochs must be >= 0, got {max_epochs}")
+        if max_steps is None and max_epochs is None and model is not None:
+            raise TypeError("Trainer needs max_steps (or max_epochs with a sized train_batches)")
         for name, value in (("eval_every", eval_every), ("log_every", log_every),
                             ("checkpoint_every", checkpoint_every)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None), got {value}")
-        if eval_every is not None and eval_batches is None:
-            raise ValueError("eval_every needs eval_batches")
+        if eval_every is not None and eval_batches is None and eval_fn is None and model is not None:
+            raise ValueError("eval_every needs eval_batches (or eval_fn)")
         if checkpoint_every is not None and checkpoint_dir is None:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         if grad_clip is not None and not grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 (or None), got {grad_clip}")
-        self.model = model
-        self.optimizer = optimizer
-        self.train_batches = train_batches
-        self.eval_batches = eval_batches
+        self.max_epochs = max_epochs
         self.max_steps = max_steps
         self.lr_schedule = lr_schedule
         self.grad_clip = grad_clip
@@ -101,10 +137,47 @@ class Trainer:
         self.keep_all_checkpoints = keep_all_checkpoints
         self.progress = progress
         self.seed = seed
+        self.step_fn = step_fn
+        self.after_step = after_step
+        self.eval_fn = eval_fn
         self.step = 0                                 # optimiser steps taken so far
         self.history = []                             # one dict per logged step
         self.rng = np.random.default_rng(seed)        # draws the training batches
+        self.should_stop = False                      # a hook may set it to end fit() early
+        self.last_output = None                       # what the last step's forward returned
+        self.last_batch = None
+        self.model = self.optimizer = None
+        if model is not None:
+            self._attach(model, optimizer, train_batches, eval_batches)
+
+    def _attach(self, model, optimizer, train_batches, eval_batches):
+        """Take a model (or a Lightning-style module: its configure_optimizers() gives the
+        optimiser when none is passed) and its data; work out max_steps from max_epochs."""
+        if optimizer is None:
+            if not hasattr(model, "configure_optimizers"):
+                raise TypeError("pass an optimizer, or a module with configure_optimizers()")
+            optimizer = model.configure_optimizers()
+        if train_batches is None and self.step_fn is None:
+            raise TypeError("pass train_batches: a list of batch dicts, a DataLoader, or a "
+                            "callable get_batch(rng) -> dict")
+        if isinstance(train_batches, dict) or isinstance(eval_batches, dict):
+            raise TypeError("train_batches/eval_batches is a single batch dict; pass a list of "
+                            "batches or a callable get_batch(rng) -> dict")
+        self.model = model
+        self.optimizer = optimizer
+        self.train_batches = train_batches
+        self.eval_batches = eval_batches
         self._batch_iter = None                       # when train_batches is an iterable
+        self._epoch_len = None if callable(train_batches) or not hasattr(train_batches, "__len__") \
+            else len(train_batches)
+        if self.max_epochs is not None:
+            if self._epoch_len is None:
+                raise TypeError("max_epochs needs train_batches with a len() (a list, a "
+                                "DataLoader); for a callable get_batch pass max_steps")
+            epoch_steps = self.max_epochs * self._epoch_len
+            self.max_steps = epoch_steps if self.max_steps is None else min(self.max_steps, epoch_steps)
+        if self.max_steps is None:
+            raise TypeError("Trainer needs max_steps (or max_epochs with a sized train_batches)")
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
 
     # ------------------------------------------------------------------------------------
@@ -140,39 +213,67 @@ class Trainer:
     def train_step(self, batch):
         """Forward, backward, clip, update on one batch. Returns (loss, grad_norm)."""
         self.model.zero_grad()
-        out = self.model(**batch)
-        self.model.backward()
+        out = self.forward_backward(batch)
         max_norm = self.grad_clip if self.grad_clip is not None else math.inf
         grad_norm = clip_grad_norm_(self._params, max_norm)    # inf: measure only
         self.optimizer.step()
-        return float(out.loss), grad_norm
+        self.last_output, self.last_batch = out, batch
+        return loss_value(out), grad_norm
+
+    def forward_backward(self, batch):
+        """The step's forward and backward (gradients into p.grad); returns the output."""
+        if self.step_fn is not None:
+            return self.step_fn(batch)
+        if hasattr(self.model, "training_step"):                 # Lightning-style module
+            out = self.model.training_step(batch, self.step)
+            self.model.backward()
+            return out
+        out = self.model(**batch)
+        self.model.backward()
+        return out
 
     # ------------------------------------------------------------------------------------
     # The loop
     # ------------------------------------------------------------------------------------
 
-    def fit(self, resume_from=None):
+    def fit(self, model=None, train_dataloaders=None, val_dataloaders=None, *, resume_from=None):
         """Train from self.step to max_steps (after `resume(resume_from)` if given).
 
+        `fit(module, train_dataloader, val_dataloader=None)` is the Lightning form, for a
+        Trainer made without a model (`Trainer(max_epochs=3)`); `fit(path)` resumes.
         Returns `history`: dicts with step, loss, lr, grad_norm, tokens_per_s and, at
-        evaluation steps, eval_loss.
+        evaluation steps, eval_loss (or eval_fn's values).
         """
+        if isinstance(model, (str, os.PathLike)):           # fit(path): the old positional resume
+            model, resume_from = None, model
+        if model is not None:
+            if self.model is not None:
+                raise TypeError("this Trainer already has a model; call fit() without one")
+            self._attach(model, None, train_dataloaders, val_dataloaders)
+            if val_dataloaders is not None and self.eval_every is None and self._epoch_len:
+                self.eval_every = self._epoch_len             # validate once per epoch
+        elif self.model is None:
+            raise TypeError("fit(model, train_dataloader): this Trainer has no model yet")
         if resume_from is not None:
             self.resume(resume_from)
         self.model.train()
-        bar = _progress_bar(self.progress, total=self.max_steps, initial=self.step)
+        self.should_stop = False
+        bar = progress_bar(self.progress, total=self.max_steps, initial=self.step)
         losses, tokens, t0 = [], 0, time.perf_counter()     # the current logging window
         try:
-            while self.step < self.max_steps:
+            while self.step < self.max_steps and not self.should_stop:
                 lr = self.set_lr(self.step)
                 batch = self.next_batch()
                 loss, grad_norm = self.train_step(batch)
                 self.step += 1
                 losses.append(loss)
-                tokens += int(batch["input_ids"].size) if "input_ids" in batch else 0
+                if isinstance(batch, dict) and "input_ids" in batch:
+                    tokens += int(np.size(batch["input_ids"]))
                 bar.update(1)
+                if self.after_step is not None:
+                    self.after_step(self)
 
-                last = self.step == self.max_steps
+                last = self.step == self.max_steps or self.should_stop
                 evaluate = self.eval_every is not None and (self.step % self.eval_every == 0 or last)
                 save = self.checkpoint_dir is not None and (
                     last or (self.checkpoint_every is not None
@@ -183,9 +284,10 @@ class Trainer:
                               "grad_norm": grad_norm,
                               "tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
                     if evaluate:
-                        record["eval_loss"] = self.evaluate(self.eval_steps)
-                        bar.write(f"step {self.step}: train loss {record['loss']:.4f}, "
-                                  f"eval loss {record['eval_loss']:.4f}")
+                        record.update(self.run_eval())
+                        bar.write(f"step {self.step}: train loss {record['loss']:.4f}, " + ", ".join(
+                            f"{k} {v:.4f}" for k, v in record.items()
+                            if k.startswith("eval") and isinstance(v, float)))
                     self.history.append(record)
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}",
                                     tok_s=f"{record['tokens_per_s']:,.0f}", refresh=False)
@@ -195,6 +297,13 @@ class Trainer:
         finally:
             bar.close()
         return self.history
+
+    def run_eval(self):
+        """The metrics of an evaluation step, as a dict: eval_fn's, or {"eval_loss": ...}."""
+        if self.eval_fn is None:
+            return {"eval_loss": self.evaluate(self.eval_steps)}
+        result = self.eval_fn(self.model)
+        return dict(result) if isinstance(result, dict) else {"eval": float(result)}
 
     def evaluate(self, batches_or_n=None):
         """Mean loss in eval mode, without backward; the previous mode is restored.
@@ -208,7 +317,11 @@ class Trainer:
         was_training = getattr(self.model, "training", True)
         self.model.eval()
         try:
-            losses = [float(self.model(**batch).loss) for batch in batches]
+            if hasattr(self.model, "validation_step"):          # Lightning-style module
+                losses = [loss_value(self.model.validation_step(batch, i))
+                          for i, batch in enumerate(batches)]
+            else:
+                losses = [float(self.model(**batch).loss) for batch in batches]
         finally:
             if was_training:
                 self.model.train()
@@ -295,6 +408,51 @@ class Trainer:
             for _ in range(self.step):
                 self.next_batch()
         return self
+
+
+def loss_value(out):
+    """The float loss of a step's output: `out.loss`, or `out` itself when it is a number."""
+    loss = getattr(out, "loss", out)
+    if loss is None:
+        raise ValueError("the step returned an output without a loss (labels missing?)")
+    return float(loss)
+
+
+class LightningModule(Module):
+    """A module written Lightning-style, trained with `Trainer(...).fit(module, loader)`.
+
+    Write `training_step(self, batch, batch_idx)` (return the loss, or an output with .loss;
+    the Trainer then calls `self.backward()`), `configure_optimizers(self)` (return an
+    optimiser), and optionally `validation_step(self, batch, batch_idx)`. Sub-modules are
+    the Module attributes set in __init__ (found by reading vars(self), in the order set).
+    `backward()` runs the backward of the one sub-module that the step used; with several,
+    override it (e.g. `self.student.backward()`).
+    """
+
+    def named_children(self):
+        return [(name, m) for name, m in vars(self).items() if isinstance(m, Module)]
+
+    def forward(self, *args, **kwargs):
+        children = self.named_children()
+        if len(children) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has {len(children)} sub-modules; "
+                                      "write forward() to say which one runs")
+        return children[0][1](*args, **kwargs)
+
+    __call__ = forward
+
+    def backward(self, *args, **kwargs):
+        children = self.named_children()
+        if len(children) != 1:
+            raise NotImplementedError(f"{type(self).__name__} has {len(children)} sub-modules; "
+                                      "write backward() to say which one the loss came from")
+        return children[0][1].backward(*args, **kwargs)
+
+    def log(self, name, value, **kwargs):
+        """Lightning's self.log: keeps the last value in `self.logged_values[name]` (kwargs ignored)."""
+        if not hasattr(self, "logged_values"):
+            self.logged_values = {}
+        self.logged_values[name] = float(value)
 
 
 def _read_checkpoint(path):
@@ -453,7 +611,9 @@ class _NoBar:
         pass
 
 
-def _progress_bar(enabled, total, initial):
+def progress_bar(enabled, total, initial=0):
+    """A tqdm bar over `total` steps, or an object with the same four methods that does
+    nothing when `enabled` is false (update, set_postfix, write, close)."""
     if not enabled:
         return _NoBar()
     from tqdm import tqdm

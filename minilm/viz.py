@@ -1,17 +1,22 @@
 """Plots people would rather look at than read. matplotlib is imported inside each function."""
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot, imported on first use (minilm works without matplotlib until a plot
+    is asked for)."""
     # No matplotlib.use() here: that would switch a notebook off its inline backend. The
     # command line picks the non-interactive "Agg" backend itself (minilm/__main__.py).
     import matplotlib.pyplot as plt
     return plt
 
 
+_plt = pyplot           # the old private name, kept for code that still imports it
+
+
 def plot_loss(history, path=None, title="training loss", ax=None):
     """history: Trainer.history (dicts with step, loss, optional eval_loss). Saves to `path`
     when given; returns the Axes."""
-    plt = _plt()
+    plt = pyplot()
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     steps = [h["step"] for h in history]
@@ -33,7 +38,7 @@ def plot_loss(history, path=None, title="training loss", ax=None):
 
 def plot_attention(weights, tokens_q=None, tokens_k=None, ax=None, title=None):
     """A (T, S) attention map as a heatmap, queries down, keys across."""
-    plt = _plt()
+    plt = pyplot()
     from .backend import to_numpy
     w = to_numpy(weights)
     if ax is None:

@@ -329,3 +329,86 @@ def test_resume_gpt_bit_for_bit(tmp_path):
     for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
         assert p.data.dtype == np.float32 and np.array_equal(p.data, q.data), name
     assert deterministic(resumed.history) == deterministic(full.history)
+
+
+# ----------------------------------------------------------------------------------------
+# Hooks and the Lightning-style form
+# ----------------------------------------------------------------------------------------
+
+def test_step_fn_after_step_and_eval_fn_hooks():
+    """A loop that brings its own forward/backward, after-step hook and metric gets the same
+    weights as the default step when its step_fn does the same thing."""
+    plain = make_trainer(max_steps=6, eval_every=None, eval_batches=None)
+    plain.fit()
+    seen = []
+
+    def step_fn(batch):
+        out = hooked.model(**batch)
+        hooked.model.backward()
+        return out
+
+    hooked = make_trainer(max_steps=6, eval_every=3, eval_batches=None, step_fn=step_fn,
+                          after_step=lambda t: seen.append(t.step),
+                          eval_fn=lambda model: {"eval_metric": 1.5})
+    history = hooked.fit()
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert [h.get("eval_metric") for h in history if h["step"] in (3, 6)] == [1.5, 1.5]
+    for p, q in zip(plain.model.parameters(), hooked.model.parameters()):
+        assert np.array_equal(p.data, q.data)
+
+
+def test_after_step_can_stop_training():
+    def stop_at_4(t):
+        t.should_stop = t.step == 4
+    trainer = make_trainer(max_steps=10, eval_every=None, eval_batches=None, after_step=stop_at_4)
+    history = trainer.fit()
+    assert trainer.step == 4 and history[-1]["step"] == 4
+
+
+def test_lightning_style_module_trains_with_fit_model_dataloader():
+    """Trainer(max_epochs=...).fit(module, train_dataloader): training_step returns a loss,
+    minilm calls backward; configure_optimizers gives the optimiser; validation_step is
+    averaged into eval_loss once per epoch. Same weights as the classic Trainer."""
+    from minilm.data import DataLoader
+    from minilm.train import LightningModule
+
+    examples = [get_batch(np.random.default_rng(i), B=1) for i in range(8)]
+    examples = [{k: v[0] for k, v in e.items()} for e in examples]
+
+    class LitLM(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.model = TinyLM(seed=0)
+
+        def training_step(self, batch, batch_idx):
+            outputs = self.model(**batch)
+            self.log("train_loss", outputs.loss)
+            return outputs.loss
+
+        def validation_step(self, batch, batch_idx):
+            return self.model(**batch)
+
+        def configure_optimizers(self):
+            return AdamW(self.parameters(), lr=0.05)
+
+    module = LitLM()
+    trainer = Trainer(max_epochs=2, progress=False)
+    history = trainer.fit(module, DataLoader(examples, batch_size=4, seed=0),
+                          DataLoader(examples, batch_size=4, shuffle=False))
+    assert trainer.step == 4 and "train_loss" in module.logged_values
+    assert [h["step"] for h in history if "eval_loss" in h] == [2, 4]
+    assert len(module.parameters()) == len(TinyLM().parameters())
+
+    classic_model = TinyLM(seed=0)
+    classic = Trainer(classic_model, AdamW(classic_model.parameters(), lr=0.05),
+                      DataLoader(examples, batch_size=4, seed=0), max_steps=4, progress=False)
+    classic.fit()
+    for p, q in zip(module.parameters(), classic_model.parameters()):
+        assert np.array_equal(p.data, q.data)
+
+
+def test_trainer_without_model_needs_fit_model():
+    with pytest.raises(TypeError, match="no model"):
+        Trainer(max_epochs=1, progress=False).fit()
+    with pytest.raises(TypeError, match="max_steps"):
+        Trainer(TinyLM(), AdamW(TinyLM().parameters()), get_batch, progress=False)

@@ -385,8 +385,8 @@ def cmd_prune_bert(args):
 
 
 def _plot_pruning(magnitude, heads, random_heads, folder):
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     os.makedirs(folder, exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     ax = axes[0]

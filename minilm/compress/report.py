@@ -25,8 +25,8 @@ def _missing(name):
 
 
 def _plot_distill_gpt(g, folder):
-    from ..viz import _plt
-    plt = _plt()
+    from ..viz import pyplot
+    plt = pyplot()
     os.makedirs(folder, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4))
     for (name, v), style in zip(g["results"].items(), ("o-", "s-", "^-")):
