@@ -83,14 +83,19 @@ def random_batch(cfg, seed=0):
 
 
 def train_step(model, opt, params, ids, clip):
-    """One training step, exactly as Trainer.train_step does it; returns the loss."""
-    from .optim import clip_grad_norm_
-    model.zero_grad()
+    """One training step: Trainer.train_step on (ids, labels=ids); returns the loss.
+
+    params: what the optimiser holds (clipped together, as the Trainer clips its optimiser's)."""
+    from .train import Trainer
+    trainer = Trainer(model, opt, None, max_steps=1, grad_clip=clip, progress=False,
+                      step_fn=lambda batch: _lm_step(model, batch))
+    return trainer.train_step(ids)[0]
+
+
+def _lm_step(model, ids):
     out = model(ids, labels=ids)
     model.backward()
-    clip_grad_norm_(params, clip)
-    opt.step()
-    return out.loss
+    return out
 
 
 def flop_count(cfg):

@@ -101,6 +101,7 @@ def local_update(model, data, idx, epochs=1, batch_size=32, lr=0.1, rng=None, sh
     starting from the model's current weights (a fresh optimiser: no state crosses rounds).
     batch_size=None uses all the client's data in one batch. Returns the number of steps."""
     from .optim import SGD, AdamW
+    from .train import Trainer
     from .trust_common import model_inputs, take
     idx = np.asarray(idx)
     if len(idx) == 0:
@@ -109,17 +110,15 @@ def local_update(model, data, idx, epochs=1, batch_size=32, lr=0.1, rng=None, sh
     opt = SGD(params, lr=lr) if optimizer == "sgd" else AdamW(params, lr=lr, weight_decay=0.0)
     rng = np.random.default_rng(0) if rng is None else rng
     bs = len(idx) if batch_size is None else int(batch_size)
-    steps = 0
-    model.train()
-    for _ in range(epochs):
-        order = rng.permutation(idx) if shuffle else idx
-        for i in range(0, len(order), bs):
-            batch = take(data, order[i:i + bs])
-            model.zero_grad()
-            model(**model_inputs(batch))
-            model.backward()
-            opt.step()
-            steps += 1
+
+    def client_batches():                   # `epochs` passes over the client's examples
+        for _ in range(epochs):
+            order = rng.permutation(idx) if shuffle else idx
+            for i in range(0, len(order), bs):
+                yield model_inputs(take(data, order[i:i + bs]))
+
+    steps = epochs * math.ceil(len(idx) / bs)
+    Trainer(model, opt, client_batches(), max_steps=steps, progress=False).fit()
     return steps
 
 

@@ -511,9 +511,9 @@ def run_pretraining(args=None, out=None, progress=True, documents=None, eval_bat
     evaluation set (the same every time, so the numbers are comparable across steps).
     """
     from .models import BertForPreTraining
-    from .optim import AdamW, clip_grad_norm_, linear_with_warmup, param_groups_with_decay
+    from .optim import AdamW, linear_with_warmup, param_groups_with_decay
     from .tokenizers import BertTokenizer
-    from .train import progress_bar
+    from .train import Trainer
     args = args or PretrainArgs()
     t_start = time.perf_counter()
     docs = pydoc_documents() if documents is None else documents
@@ -537,7 +537,6 @@ def run_pretraining(args=None, out=None, progress=True, documents=None, eval_bat
     model = BertForPreTraining(config)
     groups = param_groups_with_decay(model.named_parameters(), args.weight_decay)
     opt = AdamW(groups, lr=args.lr)
-    params = [p for g in groups for p in g["params"]]
     warmup = int(args.warmup_ratio * args.steps)
 
     def evaluate():
@@ -548,31 +547,26 @@ def run_pretraining(args=None, out=None, progress=True, documents=None, eval_bat
                 for i, k in enumerate(("eval_mlm_loss", "eval_nsp_loss", "eval_nsp_accuracy"))}
 
     history = [{"step": 0, **evaluate()}]
-    model.train()
-    bar = progress_bar(progress, total=args.steps, initial=0)
-    t0 = time.perf_counter()
     window = []
-    for step in range(args.steps):
-        lr = linear_with_warmup(step, args.lr, warmup, args.steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        batch = batches(rng)                               # random pairs, freshly masked
-        model.zero_grad()
-        output = model(**batch)                            # loss = MLM + NSP
-        model.backward()
-        clip_grad_norm_(params, 1.0)
-        opt.step()
-        window.append(pretraining_loss_parts(output, batch))
-        bar.update(1)
-        if (step + 1) % 10 == 0 or step + 1 == args.steps:
+
+    def after_step(trainer):                               # logs MLM and NSP apart
+        step = trainer.step
+        window.append(pretraining_loss_parts(trainer.last_output, trainer.last_batch))
+        if step % 10 == 0 or step == args.steps:
             mlm, nsp, acc = (float(np.mean(v)) for v in zip(*window))
-            record = {"step": step + 1, "lr": lr, "mlm_loss": mlm, "nsp_loss": nsp, "nsp_accuracy": acc}
-            window = []
-            if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+            record = {"step": step, "lr": trainer.optimizer.param_groups[0]["lr"], "mlm_loss": mlm,
+                      "nsp_loss": nsp, "nsp_accuracy": acc}
+            window.clear()
+            if step % args.eval_every == 0 or step == args.steps:
                 record.update(evaluate())
             history.append(record)
-            bar.set_postfix(mlm=f"{mlm:.3f}", nsp=f"{nsp:.3f}", refresh=False)
-    bar.close()
+
+    trainer = Trainer(model, opt, batches, max_steps=args.steps, grad_clip=1.0, progress=progress,
+                      lr_schedule=lambda step: linear_with_warmup(step, args.lr, warmup, args.steps),
+                      after_step=after_step)        # batches(rng): random pairs, freshly masked
+    trainer.rng = rng                                      # the data generator continues from here
+    t0 = time.perf_counter()
+    trainer.fit()
     seconds = time.perf_counter() - t0
     evals = [h for h in history if "eval_mlm_loss" in h]
     results = {"task": "pretrain", "train_pairs": len(train_examples), "eval_pairs": len(eval_examples),

@@ -427,28 +427,33 @@ def retrieval_recall(model, data, seed=123, ks=(1, 5)):
 
 def train_clip(model, data, steps=1500, batch_size=64, lr=2e-3, weight_decay=0.01, warmup=100,
                seed=0, eval_every=None, log=None):
-    """AdamW with warm-up and cosine decay on fresh batches; returns the history."""
+    """AdamW with warm-up and cosine decay on fresh batches (minilm.train.Trainer's loop);
+    returns the history."""
     from .optim import AdamW, cosine_with_warmup, param_groups_with_decay
+    from .train import Trainer
     groups = param_groups_with_decay(model.named_parameters(), weight_decay)
     opt = AdamW(groups, lr=lr)
-    rng = np.random.default_rng(seed)
     history = []
-    model.train()
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = cosine_with_warmup(step, lr, lr * 0.05, min(warmup, steps), steps)
-        images, ids, mask, _ = data.batch(rng, batch_size)
-        model.zero_grad()
+
+    def step_fn(batch):
+        images, ids, mask, _ = batch
         out = model(images, ids, mask)
         model.backward()
-        opt.step()
-        row = {"step": step + 1, "loss": out.loss,
+        return out
+
+    def after_step(trainer):
+        step = trainer.step
+        row = {"step": step, "loss": trainer.last_output.loss,
                "logit_scale": float(math.exp(float(to_numpy(model.logit_scale.data)[0])))}
-        if eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
+        if eval_every and (step % eval_every == 0 or step == steps):
             r = retrieval_recall(model, data)
             row.update(i2t_r1=r["image_to_text"][1], t2i_r1=r["text_to_image"][1])
             history.append(row)
             if log:
                 log(row)
+
+    Trainer(model, opt, lambda rng: data.batch(rng, batch_size), max_steps=steps, seed=seed,
+            progress=False, step_fn=step_fn, after_step=after_step,
+            lr_schedule=lambda step: cosine_with_warmup(step, lr, lr * 0.05, min(warmup, steps), steps)).fit()
     model.eval()
     return history

@@ -28,6 +28,7 @@ uses q = B / N as if the batches were Poisson-sampled, as Opacus does. That is a
 the formal guarantee does not cover; Poisson sampling is the setting the analysis is for.
 """
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -421,7 +422,8 @@ def train_dp(model, train, steps, noise_multiplier, max_grad_norm, sample_rate, 
     """Train `model` privately on a batch dict `train` (see minilm.trust_common) for `steps`
     steps; returns (history, epsilon). noise_multiplier=0 trains *without* privacy on the same
     batches (clipping still applied when max_grad_norm is set) as a baseline; epsilon is inf."""
-    from .optim import SGD, AdamW, clip_grad_norm_
+    from .optim import SGD, AdamW
+    from .train import Trainer
     from .trust_common import accuracy_of, take
     params = model.parameters() if params is None else list(params)
     opt = (SGD(params, lr=lr, momentum=momentum) if optimizer == "sgd"
@@ -437,27 +439,35 @@ def train_dp(model, train, steps, noise_multiplier, max_grad_norm, sample_rate, 
     dp = DPSGD(model, opt, noise_multiplier, max_grad_norm, sample_rate, expected_batch_size=sample_rate * n,
                params=params, seed=seed, sampling=sampling) if private else None
     history = []
-    model.train()
-    for step, idx in zip(range(steps), batches):
+
+    def step_fn(idx):
+        """Gradients of one batch into p.grad: DP-SGD's noisy ones, or plain (clipped by the
+        Trainer) for the baseline, which skips empty batches."""
         batch = take(train, idx) if len(idx) else None
         if private:
-            stats = dp.step(batch)
-        else:
-            stats = {"batch_size": len(idx)}
-            if batch is not None:
-                model.zero_grad()
-                out = model(**batch)
-                model.backward()
-                if max_grad_norm:
-                    clip_grad_norm_(params, max_grad_norm)
-                opt.step()
-                stats["loss"] = float(out.loss)
-        if eval_data is not None and eval_every and ((step + 1) % eval_every == 0 or step + 1 == steps):
-            row = {"step": step + 1, **stats, "test_acc": accuracy_of(model, eval_data)}
+            stats = dp.noisy_gradient(batch)
+            return SimpleNamespace(loss=stats["loss"], stats=stats)
+        if batch is None:
+            return None
+        out = model(**batch)
+        model.backward()
+        return SimpleNamespace(loss=float(out.loss), stats={"batch_size": len(idx), "loss": float(out.loss)})
+
+    def after_step(trainer):
+        if private:
+            dp.accountant.step(dp.noise_multiplier, dp.sample_rate)
+        step = trainer.step
+        if eval_data is not None and eval_every and (step % eval_every == 0 or step == steps):
+            out = trainer.last_output
+            stats = out.stats if out is not None else {"batch_size": 0}
+            row = {"step": step, **stats, "test_acc": accuracy_of(model, eval_data)}
             if private:
                 row["epsilon"] = dp.epsilon(delta)
             history.append(row)
             if log:
                 log(row)
+
+    Trainer(model, opt, batches, max_steps=steps, progress=False, step_fn=step_fn, after_step=after_step,
+            grad_clip=None if private or not max_grad_norm else max_grad_norm).fit()
     model.eval()
     return history, (dp.epsilon(delta) if private else math.inf)

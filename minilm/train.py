@@ -87,7 +87,8 @@ class Trainer:
     Hooks, for loops that do more than `model(**batch)` (each gets the trainer):
     step_fn(batch) -> output with .loss, or a float: forward and backward on one batch
         (gradients into p.grad however the loop likes: per-example clipping and noise,
-        a distillation loss, ...). Default: `model.training_step(batch, batch_idx)` then
+        a distillation loss, ...); None means "nothing to learn from this batch" (an
+        empty Poisson batch): the optimiser does not step, the step still counts. Default: `model.training_step(batch, batch_idx)` then
         `model.backward()` for a Lightning-style module, else `model(**batch)` then
         `model.backward()`. The output is kept as `trainer.last_output`.
     after_step(trainer): after every optimizer.step() (privacy accounting, pruning masks,
@@ -214,10 +215,12 @@ class Trainer:
         """Forward, backward, clip, update on one batch. Returns (loss, grad_norm)."""
         self.model.zero_grad()
         out = self.forward_backward(batch)
+        self.last_output, self.last_batch = out, batch
+        if out is None:                                          # step_fn: no update
+            return math.nan, 0.0
         max_norm = self.grad_clip if self.grad_clip is not None else math.inf
         grad_norm = clip_grad_norm_(self._params, max_norm)    # inf: measure only
         self.optimizer.step()
-        self.last_output, self.last_batch = out, batch
         return loss_value(out), grad_norm
 
     def forward_backward(self, batch):

@@ -412,3 +412,57 @@ def test_trainer_without_model_needs_fit_model():
         Trainer(max_epochs=1, progress=False).fit()
     with pytest.raises(TypeError, match="max_steps"):
         Trainer(TinyLM(), AdamW(TinyLM().parameters()), get_batch, progress=False)
+
+
+def test_every_training_loop_is_the_trainer(monkeypatch, tmp_path):
+    """DP-SGD, FedAvg's clients, the compress CLI's two loops (fine-tuning, distillation and
+    QAT go through them), bench, CLIP and BERT pre-training all step through Trainer.train_step."""
+    from minilm import bench
+    from minilm.compress import cli
+    from minilm.federated import local_update
+    from minilm.finetune import PretrainArgs, pydoc_documents, run_pretraining
+    from minilm.models import GPT, GPTConfig
+    from minilm.multimodal import CLIPConfig, CLIPModel, ShapesData, train_clip
+    from minilm.privacy import per_example_parameters, train_dp
+    from minilm.trust_common import tiny_bert_classifier, word_tokenizer
+
+    steps = []
+    real = Trainer.train_step
+    monkeypatch.setattr(Trainer, "train_step", lambda self, batch: steps.append(1) or real(self, batch))
+
+    def count(run):
+        steps.clear()
+        run()
+        return len(steps)
+
+    words = ["the food was great", "not bad at all"]
+    tok = word_tokenizer(words)
+    enc = tok(words * 3, padding=True, return_tensors="np")
+    data = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+            "labels": np.array([1, 0] * 3)}
+    bert = tiny_bert_classifier(tok.vocab_size, hidden_size=8, num_layers=1, num_heads=2,
+                                intermediate_size=16, dropout=0.0, dtype="float64", seed=0)
+    assert count(lambda: train_dp(bert, data, 3, 1.0, 1.0, 0.5, params=per_example_parameters(bert))) == 3
+    assert count(lambda: train_dp(bert, data, 2, 0.0, 1.0, 0.5)) == 2
+    assert count(lambda: local_update(bert, data, np.arange(6), epochs=2, batch_size=4)) == 4
+
+    gpt = GPT(GPTConfig(vocab_size=13, n_positions=12, n_embd=8, n_layer=1, n_head=2, seed=0))
+    lm = lambda rng: {"input_ids": (x := rng.integers(0, 13, (2, 8))), "labels": x}     # noqa: E731
+    rng = np.random.default_rng(0)
+    hist = []
+    assert count(lambda: hist.extend(cli.fit(gpt, gpt.parameters(), lambda e: [lm(rng) for _ in range(2)],
+                                             2, 1e-3))) == 4
+    assert len(hist) == 2
+    data_lm = type("Data", (), {"train_batch": staticmethod(lm)})()
+    assert count(lambda: cli.train_lm(gpt, gpt.parameters(), data_lm, 3, 1e-3, 0)) == 3
+    assert count(lambda: bench.train_step(gpt, AdamW(gpt.parameters()), gpt.parameters(),
+                                          lm(rng)["input_ids"], 1.0)) == 1
+
+    shapes = ShapesData(size=16)
+    clip = CLIPModel(CLIPConfig(vocab_size=shapes.tokenizer.vocab_size, image_size=16))
+    assert count(lambda: train_clip(clip, shapes, steps=2, batch_size=4, warmup=1)) == 2
+
+    args = PretrainArgs(steps=2, batch_size=4, max_length=32, vocab_size=600, hidden_size=16,
+                        num_layers=1, num_heads=2, eval_every=2)
+    assert count(lambda: run_pretraining(args, out=str(tmp_path), progress=False,
+                                         documents=pydoc_documents()[:8], eval_batches=1)) == 2

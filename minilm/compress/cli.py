@@ -115,31 +115,35 @@ def fit(model, params, batch_fn, epochs, lr, weight_decay=0.01, warmup=0.1, clip
     """AdamW with linear warm-up and decay over epochs x batches; returns the mean loss per epoch.
 
     model: anything with model(**batch).loss and model.backward() (a model, a Distiller).
-    batch_fn(epoch) -> an iterable of batch dicts.
+    batch_fn(epoch) -> an iterable of batch dicts. The loop is minilm.train.Trainer's.
     """
-    from ..optim import AdamW, clip_grad_norm_, linear_with_warmup
+    from ..optim import AdamW, linear_with_warmup
+    from ..train import Trainer
     opt = AdamW(params, lr=lr, weight_decay=weight_decay)
     first = list(batch_fn(0))
-    total = epochs * len(first)
-    step, history = 0, []
-    model.train()
-    for epoch in range(epochs):
-        losses = []
-        for batch in (first if epoch == 0 else batch_fn(epoch)):
-            for g in opt.param_groups:
-                g["lr"] = linear_with_warmup(step, lr, int(warmup * total), total)
-            opt.zero_grad()
-            out = model(**batch)
-            model.backward()
-            clip_grad_norm_(params, clip)
-            opt.step()
-            if after_step is not None:
-                after_step()
-            losses.append(float(out.loss))
-            step += 1
-        history.append(float(np.mean(losses)))
-        if log:
-            log(f"epoch {epoch + 1}/{epochs}: loss {history[-1]:.4f}")
+    per_epoch = len(first)
+    total = epochs * per_epoch
+
+    def all_batches():                      # epoch 0's list, then each later epoch's batches
+        yield from first
+        for epoch in range(1, epochs):
+            yield from batch_fn(epoch)
+
+    history, losses = [], []
+
+    def end_of_step(trainer):
+        if after_step is not None:
+            after_step()
+        losses.append(float(trainer.last_output.loss))
+        if trainer.step % per_epoch == 0:
+            history.append(float(np.mean(losses)))
+            losses.clear()
+            if log:
+                log(f"epoch {len(history)}/{epochs}: loss {history[-1]:.4f}")
+
+    Trainer(model, opt, all_batches(), max_steps=total, grad_clip=clip, progress=False,
+            lr_schedule=lambda step: linear_with_warmup(step, lr, int(warmup * total), total),
+            after_step=end_of_step).fit()
     return history
 
 
@@ -445,24 +449,23 @@ def val_loss(model, data, n_batches=40, seed=1234):
 
 
 def train_lm(model, params, data, steps, lr, seed, after_step=None, eval_every=None, eval_fn=None):
-    from ..optim import AdamW, clip_grad_norm_, cosine_with_warmup
+    """AdamW with cosine decay on random windows (minilm.train.Trainer's loop); returns the
+    (step, eval_fn()) curve every eval_every steps."""
+    from ..optim import AdamW, cosine_with_warmup
+    from ..train import Trainer
     opt = AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.1)
-    rng = np.random.default_rng(seed)
     curve = []
-    model.train()
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = cosine_with_warmup(step, lr, lr / 10, min(100, steps // 10), steps)
-        opt.zero_grad()
-        model(**data.train_batch(rng))
-        model.backward()
-        clip_grad_norm_(params, 1.0)
-        opt.step()
+
+    def end_of_step(trainer):
         if after_step is not None:
             after_step()
-        if eval_every and (step + 1) % eval_every == 0:
-            curve.append((step + 1, eval_fn()))
-            print(f"step {step + 1}: val loss {curve[-1][1]:.4f}")
+        if eval_every and trainer.step % eval_every == 0:
+            curve.append((trainer.step, eval_fn()))
+            print(f"step {trainer.step}: val loss {curve[-1][1]:.4f}")
+
+    Trainer(model, opt, data.train_batch, max_steps=steps, grad_clip=1.0, progress=False, seed=seed,
+            lr_schedule=lambda step: cosine_with_warmup(step, lr, lr / 10, min(100, steps // 10), steps),
+            after_step=end_of_step).fit()
     return curve
 
 
