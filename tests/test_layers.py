@@ -450,6 +450,12 @@ def test_constructors_pass_their_arguments_on():
     assert ff.fc.weight.data.dtype == ff.proj.bias.data.dtype == np.float64
     gpt = CausalSelfAttention(120, 2, dtype=F64, rng=big, proj_std=0.3)
     assert abs(gpt.c_attn.weight.data.std() - 0.02) < 2e-3 and abs(gpt.c_proj.weight.data.std() - 0.3) < 0.015
+    wide = CausalSelfAttention(120, 2, rng=big, std=0.3)
+    assert abs(wide.c_attn.weight.data.std() - 0.3) < 0.015 and abs(wide.c_proj.weight.data.std() - 0.02) < 2e-3
+    mha = MultiHeadAttention(120, 2, rng=big)
+    assert all(abs(lin.weight.data.std() - 0.02) < 2e-3 for lin in (mha.q, mha.k, mha.v, mha.o))
+    e5, e6 = Embedding(5, 3, rng=np.random.default_rng(5)), Embedding(5, 3, rng=np.random.default_rng(6))
+    assert not np.array_equal(e5.weight.data, e6.weight.data)                          # the rng is used
     assert gpt.c_attn.bias.data.dtype == np.float64
     with pytest.raises(ValueError, match=r"n_embd \(6\) must be divisible by n_head \(4\)"):
         CausalSelfAttention(6, 4)
