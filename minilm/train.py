@@ -421,6 +421,19 @@ def loss_value(out):
     return float(loss)
 
 
+class no_grad:
+    """`with no_grad():` as PyTorch's, so evaluation code ports unchanged. minilm builds no
+    autograd graph, so there is nothing to switch off: gradients only ever come from an
+    explicit `model.backward()`, and a forward without one costs no more than PyTorch's
+    under no_grad (the layers' caches are overwritten by the next forward)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 class LightningModule(Module):
     """A module written Lightning-style, trained with `Trainer(...).fit(module, loader)`.
 

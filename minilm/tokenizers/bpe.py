@@ -49,6 +49,8 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 
+import numpy as np
+
 __all__ = ["BPETokenizer", "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "gpt2_split_regex"]
 
 
@@ -480,16 +482,42 @@ class BPETokenizer:
             parts.append(token)
         return b"".join(parts)
 
-    def decode(self, ids) -> str:
+    def decode(self, ids, skip_special_tokens=False) -> str:
         """Ids -> text.  Invalid UTF-8 (e.g. half of a multi-byte character)
-        becomes U+FFFD, as GPT-2's ``errors="replace"``.
+        becomes U+FFFD, as GPT-2's ``errors="replace"``. ``skip_special_tokens``
+        leaves out the special tokens (``<|endoftext|>``), as Hugging Face's.
 
         >>> BPETokenizer().decode([104, 195, 169, 33])
         'hé!'
         >>> BPETokenizer().decode([104, 195])
         'h\\ufffd'
         """
+        if skip_special_tokens:
+            special = set(self.special_tokens.values())
+            ids = [i for i in ids if int(i) not in special]
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    def __call__(self, text, return_tensors=None):
+        """Hugging Face's call for one text or a list of equal-length encodings:
+        {"input_ids", "attention_mask"}, lists of ids, or (B, T) int64 arrays with
+        return_tensors="np" (no padding: GPT-2's tokenizer has no pad token).
+
+        >>> BPETokenizer()("hi", return_tensors="np")["input_ids"]
+        array([[104, 105]])
+        """
+        texts = [text] if isinstance(text, str) else list(text)
+        ids = [self.encode(t) for t in texts]
+        if return_tensors is None:
+            ids = ids[0] if isinstance(text, str) else ids
+            mask = [1] * len(ids) if isinstance(text, str) else [[1] * len(i) for i in ids]
+            return {"input_ids": ids, "attention_mask": mask}
+        if return_tensors != "np":
+            raise ValueError(f"return_tensors must be 'np' or None, got {return_tensors!r}")
+        if len({len(i) for i in ids}) > 1:
+            raise ValueError("texts of different token lengths: GPT-2's tokenizer has no padding; "
+                             "encode them one at a time")
+        input_ids = np.array(ids, dtype=np.int64).reshape(len(ids), -1)     # (B, T)
+        return {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)}
 
     @property
     def vocab_size(self) -> int:
