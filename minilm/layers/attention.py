@@ -24,6 +24,7 @@ class CausalSelfAttention(Module):
         self.resid_dropout = Dropout(resid_pdrop, dropout_rng)
         self.attn_pdrop = attn_pdrop
         self.dropout_rng = dropout_rng
+        self.attention_probs = None     # the last forward's softmax output P (B, H, T, S), public
         self.cache = None
 
     def named_children(self):
@@ -41,6 +42,7 @@ class CausalSelfAttention(Module):
             mask = mask & key_mask                                    # (B, 1, T, T)
         rng = self.dropout_rng() if (self.training and self.attn_pdrop > 0 and self.dropout_rng) else None
         y, attn_cache = attention_forward(q, k, v, mask, self.attn_pdrop, rng)  # (B, H, T, D)
+        self.attention_probs = attn_cache[4]                          # P (B, H, T, T), before dropout
         self.cache = (attn_cache, (B, T, C))
         out = self.c_proj.forward(merge_heads(y))                     # (B, T, C)
         return self.resid_dropout.forward(out)
@@ -101,6 +103,7 @@ class MultiHeadAttention(Module):
         self.o = Linear(d_model, d_model, dtype=dtype, rng=rng, std=std) if names[3] else None
         self.attn_pdrop = dropout
         self.dropout_rng = dropout_rng
+        self.attention_probs = None     # the last forward's softmax output P (B, H, T, S), public
         self.cache = None
 
     def named_children(self):
@@ -124,6 +127,7 @@ class MultiHeadAttention(Module):
             mask = cm if mask is None else (mask & cm)
         rng = self.dropout_rng() if (self.training and self.attn_pdrop > 0 and self.dropout_rng) else None
         y, attn_cache = attention_forward(q, k, v, mask, self.attn_pdrop, rng)
+        self.attention_probs = attn_cache[4]                          # P (B, H, T, S), before dropout
         self.cache = (attn_cache, self_attn)
         y = merge_heads(y)                                            # (B, T, C)
         return self.o.forward(y) if self.o is not None else y

@@ -43,7 +43,8 @@ from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAtt
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import (get_activation, linear_backward, linear_forward, padding_mask, tanh_backward,
                    tanh_forward)
-from .checks import as_ids, as_mask, check_config, require_config, same_shape
+from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
+                     same_shape)
 from .output import ModelOutput
 
 logger = logging.getLogger("minilm")
@@ -156,22 +157,28 @@ class BertEmbeddings(Module):
                 ("token_type_embeddings", self.token_type_embeddings), ("LayerNorm", self.LayerNorm),
                 ("dropout", self.dropout)]
 
-    def forward(self, ids, token_type_ids):                 # (B, T) ints -> (B, T, C)
-        xp = get_xp(ids)
-        T = ids.shape[1]
-        x = (self.word_embeddings.forward(ids)                              # (B, T, C)
+    def forward(self, ids, token_type_ids, inputs_embeds=None):   # (B, T) ints -> (B, T, C)
+        """`inputs_embeds` (B, T, C), when given, stands in for word[ids] (ids is then None)."""
+        xp = get_xp(token_type_ids)
+        T = token_type_ids.shape[1]
+        words = self.word_embeddings.forward(ids) if inputs_embeds is None else inputs_embeds
+        x = (words                                                          # (B, T, C)
              + self.position_embeddings.forward(xp.arange(T)[None, :])      # (1, T, C)
              + self.token_type_embeddings.forward(token_type_ids))          # (B, T, C)
-        self.cache = ids
+        self.cache = (ids,)
         return self.dropout.forward(self.LayerNorm.forward(x))
 
-    def backward(self, dout):                               # (B, T, C) -> None (ids: no gradient)
-        ids = self._check_cache()
+    def backward(self, dout):
+        """(B, T, C) -> d loss / d inputs_embeds (B, T, C) after a forward on inputs_embeds,
+        else None (ids have no gradient)."""
+        (ids,) = self._check_cache()
         # undo: out = dropout(LayerNorm(x))
         dx = self.LayerNorm.backward(self.dropout.backward(dout))           # (B, T, C)
         # undo: x = word[ids] + position[t] + token_type[tt]   (a sum: each table gets dx)
         self.token_type_embeddings.backward(dx)
         self.position_embeddings.backward(dx.sum(axis=0, keepdims=True))    # positions shared by the batch
+        if ids is None:
+            return dx                                                       # d loss / d inputs_embeds
         if self.pad_token_id is not None:
             dx = dx * (ids != self.pad_token_id)[..., None]                 # padding_idx: no gradient
         self.word_embeddings.backward(dx)
@@ -288,14 +295,20 @@ class BertEncoder(Module):
     def named_children(self):
         return [(f"layer.{i}", layer) for i, layer in enumerate(self.layer)]
 
-    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
+    def forward(self, x, key_mask=None):
+        """(B, T, C) -> (out (B, T, C), hidden_states: the input, then each layer's output)"""
+        hidden_states = [x]
         for layer in self.layer:
             x = layer.forward(x, key_mask)
-        return x
+            hidden_states.append(x)
+        return x, hidden_states
 
-    def backward(self, dout):
-        for layer in reversed(self.layer):
-            dout = layer.backward(dout)
+    def backward(self, dout, dhidden_states):
+        """dout (B, T, C) and dhidden_states: L + 1 extra gradients (or None) -> dx (B, T, C)"""
+        dout = plus(dout, dhidden_states[-1])
+        for i in reversed(range(len(self.layer))):
+            # undo: x_{i+1} = layer_i(x_i)
+            dout = plus(self.layer[i].backward(dout), dhidden_states[i])
         return dout
 
 
@@ -478,11 +491,19 @@ class BertPreTrainedModel(Module):
                                       self.hf_state_dict())
 
     # -- shared input checks -------------------------------------------------------------------
-    def _check_inputs(self, input_ids, attention_mask, token_type_ids):
-        """-> (ids, key_mask, token_type_ids) on the backend, or a clear error."""
+    def _check_inputs(self, input_ids, attention_mask, token_type_ids, inputs_embeds=None):
+        """-> (ids or None, inputs_embeds or None, key_mask, token_type_ids) on the backend, or a
+        clear error. Exactly one of input_ids and inputs_embeds (B, T, C)."""
         cfg = self.config
-        ids = as_ids("input_ids", input_ids, cfg.vocab_size)
-        B, T = ids.shape
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            ids, embeds = as_ids("input_ids", input_ids, cfg.vocab_size), None
+            like = ids
+        else:
+            ids, embeds = None, as_embeds("inputs_embeds", inputs_embeds, cfg.hidden_size, self.dtype)
+            like = embeds[..., 0]                           # (B, T), for the shape checks
+        B, T = like.shape
         if T == 0:
             raise ValueError("input_ids is empty: need at least one token per sequence")
         if T > cfg.max_position_embeddings:
@@ -490,18 +511,18 @@ class BertPreTrainedModel(Module):
                              f"{cfg.max_position_embeddings}: truncate the input")
         key_mask = None
         if attention_mask is not None:
-            am = as_mask("attention_mask", attention_mask, ids)     # 0/1, bool or float 0./1.
+            am = as_mask("attention_mask", attention_mask, like)    # 0/1, bool or float 0./1.
             if not bool(am.any(axis=1).all()):
                 raise ValueError("a row of attention_mask is all zeros: every sequence needs a real token")
             key_mask = padding_mask(am)                     # (B, 1, 1, T)
         if token_type_ids is None:
-            tt = get_xp(ids).zeros_like(ids)                # one segment
+            tt = get_xp(like).zeros((B, T), dtype="int64")   # one segment
         else:
             tt = as_ids("token_type_ids", token_type_ids)
-            same_shape("token_type_ids", tt, "input_ids", ids)
+            same_shape("token_type_ids", tt, "input_ids", like)
             _check_range("token_type_ids", tt, 0, cfg.type_vocab_size,
                          f"[0, type_vocab_size={cfg.type_vocab_size})")
-        return ids, key_mask, tt
+        return ids, embeds, key_mask, tt
 
     def _labels(self, name, labels, num_classes, shape, what, allow_ignore=True):
         """Integer targets of the given shape, each in [0, num_classes) (or -100: ignored).
@@ -547,20 +568,37 @@ class BertModel(BertPreTrainedModel):
         return ([("embeddings", self.embeddings), ("encoder", self.encoder)]
                 + ([("pooler", self.pooler)] if self.pooler is not None else []))
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
-        """input_ids, attention_mask (1 = real token, 0 = padding), token_type_ids: (B, T) ints
-        -> ModelOutput(last_hidden_state (B, T, C), pooler_output (B, C) or None)"""
-        ids, key_mask, tt = self._check_inputs(input_ids, attention_mask, token_type_ids)
-        x = self.embeddings.forward(ids, tt)                # (B, T, C)
-        x = self.encoder.forward(x, key_mask)               # (B, T, C)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
+        """input_ids, attention_mask (1 = real token, 0 = padding), token_type_ids: (B, T) ints;
+        inputs_embeds: (B, T, C) in place of the word-embedding lookup (then no input_ids)
+        -> ModelOutput(last_hidden_state (B, T, C), pooler_output (B, C) or None,
+                       attentions: L arrays (B, H, T, T) with output_attentions (softmax
+                       probabilities before dropout), hidden_states: L + 1 arrays (B, T, C)
+                       with output_hidden_states (the embeddings' output, then each layer's))"""
+        ids, embeds, key_mask, tt = self._check_inputs(input_ids, attention_mask, token_type_ids,
+                                                       inputs_embeds)
+        x = self.embeddings.forward(ids, tt, embeds)        # (B, T, C)
+        x, hidden_states = self.encoder.forward(x, key_mask)   # (B, T, C), L + 1 x (B, T, C)
+        self._hidden_shape = x.shape
         pooled = self.pooler.forward(x) if self.pooler is not None else None   # (B, C)
-        return ModelOutput(last_hidden_state=x, pooler_output=pooled)
+        attentions = None
+        if output_attentions:
+            attentions = tuple(layer.attention.self_attention.attention_probs
+                               for layer in self.encoder.layer)
+        return ModelOutput(last_hidden_state=x, pooler_output=pooled, attentions=attentions,
+                           hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
-    def backward(self, dlast_hidden_state=None, dpooler_output=None):
+    def backward(self, dlast_hidden_state=None, dpooler_output=None, dhidden_states=None):
         """Accumulate into every parameter's .grad the gradient of any loss whose gradients
-        w.r.t. the two outputs are given (None: that output did not enter the loss)."""
-        if dlast_hidden_state is None and dpooler_output is None:
-            raise ValueError("BertModel.backward needs dlast_hidden_state and/or dpooler_output")
+        w.r.t. the outputs are given (None: that output did not enter the loss).
+
+        dhidden_states: a tuple aligned with out.hidden_states (None entries skipped).
+        Returns d loss / d inputs_embeds (B, T, C) after a forward on inputs_embeds, else None."""
+        if dlast_hidden_state is None and dpooler_output is None and dhidden_states is None:
+            raise ValueError("BertModel.backward needs dlast_hidden_state, dpooler_output "
+                             "and/or dhidden_states")
+        dhs = hidden_grads(dhidden_states, len(self.encoder.layer) + 1)
         dx = dlast_hidden_state
         if self.pooler is not None:
             if dpooler_output is None:
@@ -571,9 +609,10 @@ class BertModel(BertPreTrainedModel):
                 dx = dpool if dx is None else dx + dpool
         elif dpooler_output is not None:
             raise ValueError("this BertModel has no pooler, so dpooler_output cannot be used")
+        if dx is None:                                      # only hidden states enter the loss
+            dx = get_xp(self.embeddings.LayerNorm.weight.data).zeros(self._hidden_shape, self.dtype)
         # undo: x = encoder(embeddings(ids))
-        self.embeddings.backward(self.encoder.backward(dx))
-        return None
+        return self.embeddings.backward(self.encoder.backward(dx, dhs))
 
 
 # ---- heads -------------------------------------------------------------------------------------
@@ -684,10 +723,12 @@ class BertForPreTraining(BertPreTrainedModel):
     def named_children(self):
         return [("bert", self.bert), ("cls", self.cls)]
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None,
-                next_sentence_label=None):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                next_sentence_label=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         self._loss_cache = None
-        out = self.bert.forward(input_ids, attention_mask, token_type_ids)
+        out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
+                                output_attentions, output_hidden_states)
         prediction_logits, seq_relationship_logits = self.cls.forward(out.last_hidden_state,
                                                                       out.pooler_output)
         B, T, V = prediction_logits.shape
@@ -704,12 +745,15 @@ class BertForPreTraining(BertPreTrainedModel):
         if loss is not None:
             self._loss_cache = (mlm_cache, nsp_cache)
         return ModelOutput(loss=loss, prediction_logits=prediction_logits,
-                           seq_relationship_logits=seq_relationship_logits)
+                           seq_relationship_logits=seq_relationship_logits,
+                           attentions=out.attentions, hidden_states=out.hidden_states)
 
-    def backward(self, dprediction_logits=None, dseq_relationship_logits=None):
+    def backward(self, dprediction_logits=None, dseq_relationship_logits=None, dhidden_states=None):
         """Gradients of out.loss (no arguments), or of any loss given its gradients w.r.t. the
-        two outputs (None: that output did not enter the loss)."""
-        if dprediction_logits is None and dseq_relationship_logits is None:
+        two outputs (None: that output did not enter the loss), plus extra gradients on the
+        hidden states. Returns d loss / d inputs_embeds after a forward on inputs_embeds."""
+        if dprediction_logits is None and dseq_relationship_logits is None and (
+                dhidden_states is None or self._loss_cache is not None):
             mlm_cache, nsp_cache = self._require_loss()
             if mlm_cache is not None:
                 dprediction_logits = cross_entropy_backward(1.0, mlm_cache).reshape(self._logits_shape)
@@ -725,7 +769,7 @@ class BertForPreTraining(BertPreTrainedModel):
         # undo: prediction_logits, seq_relationship_logits = cls(x, pooled)
         dx, dpooled = self.cls.backward(dprediction_logits, dseq_relationship_logits)
         # undo: x, pooled = bert(input_ids)
-        self.bert.backward(dx, dpooled)
+        return self.bert.backward(dx, dpooled, dhidden_states)
 
 
 class BertForMaskedLM(BertPreTrainedModel):
@@ -746,9 +790,13 @@ class BertForMaskedLM(BertPreTrainedModel):
     def named_children(self):
         return [("bert", self.bert), ("cls", self.cls)]
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         self._loss_cache = None
-        x = self.bert.forward(input_ids, attention_mask, token_type_ids).last_hidden_state  # (B, T, C)
+        out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
+                                output_attentions, output_hidden_states)
+        x = out.last_hidden_state                           # (B, T, C)
         logits = self.cls.forward(x)                        # (B, T, V)
         B, T, V = logits.shape
         loss = None
@@ -756,18 +804,21 @@ class BertForMaskedLM(BertPreTrainedModel):
             lab = self._labels("labels", labels, V, (B, T), f"the vocabulary [0, {V})")
             loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, V), lab.reshape(-1))
             self._loss_cache = (ce_cache, (B, T, V))
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
+                           hidden_states=out.hidden_states)
 
-    def backward(self, dlogits=None):
+    def backward(self, dlogits=None, dhidden_states=None):
         """Gradients of out.loss, or of another loss given dlogits (B, T, V)."""
-        if dlogits is None:
+        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
             ce_cache, shape = self._require_loss()
             dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
         self._loss_cache = None
+        if dlogits is None:                                 # only hidden states enter the loss
+            return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = cls(x)
         dx = self.cls.backward(dlogits)
         # undo: x = bert(input_ids)
-        self.bert.backward(dx)
+        return self.bert.backward(dx, dhidden_states=dhidden_states)
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
@@ -790,9 +841,13 @@ class BertForSequenceClassification(BertPreTrainedModel):
     def named_children(self):
         return [("bert", self.bert), ("dropout", self.dropout), ("classifier", self.classifier)]
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         self._loss_cache = None
-        pooled = self.bert.forward(input_ids, attention_mask, token_type_ids).pooler_output   # (B, C)
+        out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
+                                output_attentions, output_hidden_states)
+        pooled = out.pooler_output                          # (B, C)
         logits = self.classifier.forward(self.dropout.forward(pooled))                       # (B, K)
         loss = None
         if labels is not None:
@@ -802,17 +857,20 @@ class BertForSequenceClassification(BertPreTrainedModel):
                                           "BertForSequenceClassification only classifies (num_labels >= 2)")
             lab = self._labels("labels", labels, K, (logits.shape[0],), f"the classes [0, num_labels={K})")
             loss, self._loss_cache = cross_entropy_forward(logits, lab)
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
+                           hidden_states=out.hidden_states)
 
-    def backward(self, dlogits=None):
+    def backward(self, dlogits=None, dhidden_states=None):
         """Gradients of out.loss, or of another loss given dlogits (B, K)."""
-        if dlogits is None:
+        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
             dlogits = cross_entropy_backward(1.0, self._require_loss())
         self._loss_cache = None
+        if dlogits is None:                                 # only hidden states enter the loss
+            return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = dropout(pooled) W_c + b_c
         dpooled = self.dropout.backward(self.classifier.backward(dlogits))
         # undo: pooled = bert(input_ids).pooler_output
-        self.bert.backward(None, dpooled)
+        return self.bert.backward(None, dpooled, dhidden_states)
 
 
 class BertForTokenClassification(BertPreTrainedModel):
@@ -835,9 +893,13 @@ class BertForTokenClassification(BertPreTrainedModel):
     def named_children(self):
         return [("bert", self.bert), ("dropout", self.dropout), ("classifier", self.classifier)]
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         self._loss_cache = None
-        x = self.bert.forward(input_ids, attention_mask, token_type_ids).last_hidden_state   # (B, T, C)
+        out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
+                                output_attentions, output_hidden_states)
+        x = out.last_hidden_state                           # (B, T, C)
         logits = self.classifier.forward(self.dropout.forward(x))                           # (B, T, K)
         B, T, K = logits.shape
         loss = None
@@ -845,18 +907,21 @@ class BertForTokenClassification(BertPreTrainedModel):
             lab = self._labels("labels", labels, K, (B, T), f"the classes [0, num_labels={K})")
             loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, K), lab.reshape(-1))
             self._loss_cache = (ce_cache, (B, T, K))
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
+                           hidden_states=out.hidden_states)
 
-    def backward(self, dlogits=None):
+    def backward(self, dlogits=None, dhidden_states=None):
         """Gradients of out.loss, or of another loss given dlogits (B, T, K)."""
-        if dlogits is None:
+        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
             ce_cache, shape = self._require_loss()
             dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
         self._loss_cache = None
+        if dlogits is None:                                 # only hidden states enter the loss
+            return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = dropout(x) W_c + b_c
         dx = self.dropout.backward(self.classifier.backward(dlogits))
         # undo: x = bert(input_ids).last_hidden_state
-        self.bert.backward(dx)
+        return self.bert.backward(dx, dhidden_states=dhidden_states)
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
@@ -881,10 +946,13 @@ class BertForQuestionAnswering(BertPreTrainedModel):
     def named_children(self):
         return [("bert", self.bert), ("qa_outputs", self.qa_outputs)]
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, start_positions=None,
-                end_positions=None):
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, start_positions=None,
+                end_positions=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         self._loss_cache = None
-        x = self.bert.forward(input_ids, attention_mask, token_type_ids).last_hidden_state   # (B, T, C)
+        out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
+                                output_attentions, output_hidden_states)
+        x = out.last_hidden_state                           # (B, T, C)
         logits = self.qa_outputs.forward(x)                 # (B, T, 2)
         start_logits, end_logits = logits[..., 0].copy(), logits[..., 1].copy()   # (B, T) each
         B, T = start_logits.shape
@@ -904,16 +972,20 @@ class BertForQuestionAnswering(BertPreTrainedModel):
             end_loss, end_cache = cross_entropy_forward(end_logits, end)
             loss = (start_loss + end_loss) / 2
             self._loss_cache = (start_cache, end_cache)
-        return ModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
+        return ModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                           attentions=out.attentions, hidden_states=out.hidden_states)
 
-    def backward(self, dstart_logits=None, dend_logits=None):
+    def backward(self, dstart_logits=None, dend_logits=None, dhidden_states=None):
         """Gradients of out.loss, or of another loss given dstart_logits and dend_logits (B, T)."""
-        if dstart_logits is None and dend_logits is None:
+        if dstart_logits is None and dend_logits is None and (
+                dhidden_states is None or self._loss_cache is not None):
             start_cache, end_cache = self._require_loss()
             # undo: loss = (start_loss + end_loss) / 2
             dstart_logits = cross_entropy_backward(0.5, start_cache)
             dend_logits = cross_entropy_backward(0.5, end_cache)
         self._loss_cache = None
+        if dstart_logits is None and dend_logits is None:   # only hidden states enter the loss
+            return self.bert.backward(dhidden_states=dhidden_states)
         xp = get_xp(dstart_logits if dstart_logits is not None else dend_logits)
         if dstart_logits is None:
             dstart_logits = xp.zeros_like(dend_logits)
@@ -924,4 +996,4 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         # undo: logits = x W_qa + b_qa
         dx = self.qa_outputs.backward(dlogits)
         # undo: x = bert(input_ids).last_hidden_state
-        self.bert.backward(dx)
+        return self.bert.backward(dx, dhidden_states=dhidden_states)

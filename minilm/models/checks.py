@@ -37,6 +37,34 @@ def as_ids(name, ids, vocab_size=None, ndim=2, allow_ignore=False):
     return asarray(host).astype(get_xp().int64, copy=False)
 
 
+def as_embeds(name, embeds, width, dtype):
+    """Check a (B, T, C) float array of embeddings (`inputs_embeds`) and move it to the active
+    backend in the model's dtype."""
+    host = as_host_array(embeds)
+    if not hasattr(host, "dtype") or host.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a float array (B, T, C), got {type(embeds).__name__}")
+    if host.ndim != 3 or host.shape[-1] != width:
+        raise ValueError(f"{name} must be (batch, sequence, {width}), got shape {tuple(host.shape)}")
+    return asarray(host).astype(dtype, copy=False)
+
+
+def hidden_grads(dhidden_states, n):
+    """`backward(dhidden_states=...)`: a tuple aligned with out.hidden_states (n entries, None
+    where that state does not enter the loss) -> a list of n arrays or None."""
+    if dhidden_states is None:
+        return [None] * n
+    dhs = list(dhidden_states)
+    if len(dhs) != n:
+        raise ValueError(f"dhidden_states has {len(dhs)} entries; out.hidden_states has {n} "
+                         "(pass None for the ones that do not enter the loss)")
+    return dhs
+
+
+def plus(a, b):
+    """a + b where b (an extra upstream gradient) may be None; a fresh array, a and b untouched."""
+    return a if b is None else a + asarray(b).astype(getattr(a, "dtype", None) or asarray(b).dtype, copy=False)
+
+
 def same_shape(name, a, ref_name, ref):
     if tuple(a.shape) != tuple(ref.shape):
         raise ValueError(f"{name} shape {tuple(a.shape)} must equal {ref_name} shape {tuple(ref.shape)}")

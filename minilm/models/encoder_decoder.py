@@ -28,7 +28,8 @@ from ..layers import Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHe
 from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..ops import (attention_forward, causal_mask, linear_backward, linear_forward, merge_heads,
                    padding_mask, split_heads)
-from .checks import as_ids, as_mask, check_config, require_config, same_shape
+from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
+                     same_shape)
 from .output import ModelOutput
 
 MODEL_TYPE = "minilm-seq2seq"
@@ -313,22 +314,36 @@ class TransformerEncoder(Module):
                 + [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)]
                 + ([("norm", self.norm)] if self.norm is not None else []))
 
-    def forward(self, src, src_mask=None):
-        """src: (B, S) ids, src_mask: (B, 1, 1, S) or None -> memory (B, S, C)"""
-        S = src.shape[1]
-        x = self.embed_tokens.forward(src) * self.scale + self.positions[:S]   # (B, S, C)
-        x = self.dropout.forward(x)
+    def forward(self, src, src_mask=None, inputs_embeds=None):
+        """src: (B, S) ids, src_mask: (B, 1, 1, S) or None; inputs_embeds: (B, S, C) in place
+        of E[src] * sqrt(C) (src is then None)
+        -> (memory (B, S, C), hidden_states: L + 1 x (B, S, C), each layer's input, and last
+        the memory)"""
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens.forward(src) * self.scale           # (B, S, C)
+        self.cache = (src is None,)
+        x = self.dropout.forward(inputs_embeds + self.positions[:inputs_embeds.shape[1]])
+        hidden_states = []
         for layer in self.layers:
+            hidden_states.append(x)
             x = layer.forward(x, src_mask)
-        return self.norm.forward(x) if self.norm is not None else x
+        memory = self.norm.forward(x) if self.norm is not None else x
+        return memory, hidden_states + [memory]
 
-    def backward(self, dmemory):                                # (B, S, C) -> None (ids)
-        dx = self.norm.backward(dmemory) if self.norm is not None else dmemory
-        for layer in reversed(self.layers):
-            dx = layer.backward(dx)
+    def backward(self, dmemory, dhidden_states):
+        """dmemory (B, S, C), dhidden_states: L + 1 extra gradients or None -> d loss /
+        d inputs_embeds after a forward on inputs_embeds, else None (ids)"""
+        (embeds_given,) = self._check_cache()
+        dx = plus(dmemory, dhidden_states[-1])
+        dx = self.norm.backward(dx) if self.norm is not None else dx
+        for i in reversed(range(len(self.layers))):
+            dx = plus(self.layers[i].backward(dx), dhidden_states[i])
         # undo: x = dropout(E[src] * sqrt(C) + PE)    (PE is fixed: no gradient)
         dx = self.dropout.backward(dx)
+        if embeds_given:
+            return dx
         self.embed_tokens.backward(dx * self.scale)
+        return None
 
 
 class TransformerDecoder(Module):
@@ -352,20 +367,27 @@ class TransformerDecoder(Module):
                 + ([("norm", self.norm)] if self.norm is not None else []))
 
     def forward(self, tgt, memory, tgt_mask=None, src_mask=None):
-        """tgt: (B, T) ids, memory: (B, S, C) -> (B, T, C)"""
+        """tgt: (B, T) ids, memory: (B, S, C) -> (h (B, T, C), hidden_states: L + 1 x
+        (B, T, C), each layer's input, and last h)"""
         T = tgt.shape[1]
         y = self.embed_tokens.forward(tgt) * self.scale + self.positions[:T]   # (B, T, C)
         y = self.dropout.forward(y)
+        hidden_states = []
         for layer in self.layers:
+            hidden_states.append(y)
             y = layer.forward(y, memory, tgt_mask, src_mask)
-        return self.norm.forward(y) if self.norm is not None else y
+        h = self.norm.forward(y) if self.norm is not None else y
+        return h, hidden_states + [h]
 
-    def backward(self, dout):
-        """dout: (B, T, C) -> dmemory (B, S, C), summed over the layers (each reads memory)."""
-        dy = self.norm.backward(dout) if self.norm is not None else dout
+    def backward(self, dout, dhidden_states):
+        """dout: (B, T, C), dhidden_states: L + 1 extra gradients or None -> dmemory (B, S, C),
+        summed over the layers (each reads memory)."""
+        dy = plus(dout, dhidden_states[-1])
+        dy = self.norm.backward(dy) if self.norm is not None else dy
         dmemory = 0.0
-        for layer in reversed(self.layers):
-            dy, dm = layer.backward(dy)
+        for i in reversed(range(len(self.layers))):
+            dy, dm = self.layers[i].backward(dy)
+            dy = plus(dy, dhidden_states[i])
             dmemory = dmemory + dm
         # undo: y = dropout(E[tgt] * sqrt(C) + PE)
         dy = self.dropout.backward(dy)
@@ -411,10 +433,16 @@ class Seq2SeqTransformer(Module):
         return [("encoder", self.encoder), ("decoder", self.decoder)]
 
     # -- input checks -----------------------------------------------------------------------
-    def _source(self, input_ids, attention_mask):
-        """Checked source ids (B, S) and padding mask (B, 1, 1, S) or None."""
+    def _source(self, input_ids, attention_mask, inputs_embeds=None):
+        """Checked source ids (B, S) (or inputs_embeds (B, S, C)) and padding mask (B, 1, 1, S)
+        or None."""
         cfg = self.config
-        src = as_ids("input_ids", input_ids, cfg.src_vocab_size)
+        if inputs_embeds is not None:
+            if input_ids is not None:
+                raise ValueError("pass exactly one of input_ids and inputs_embeds")
+            src = as_embeds("inputs_embeds", inputs_embeds, cfg.d_model, self.dtype)[..., 0]
+        else:
+            src = as_ids("input_ids", input_ids, cfg.src_vocab_size)
         S = src.shape[1]
         if S == 0:
             raise ValueError("input_ids is empty: every source needs at least one token")
@@ -430,24 +458,36 @@ class Seq2SeqTransformer(Module):
         return src, padding_mask(am)
 
     # -- the forward and backward passes -----------------------------------------------------
-    def __call__(self, input_ids, attention_mask=None, decoder_input_ids=None,
-                 decoder_attention_mask=None, labels=None):
+    def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                 decoder_attention_mask=None, labels=None, inputs_embeds=None,
+                 output_attentions=False, output_hidden_states=False):
         return self.forward(input_ids, attention_mask=attention_mask,
                             decoder_input_ids=decoder_input_ids,
-                            decoder_attention_mask=decoder_attention_mask, labels=labels)
+                            decoder_attention_mask=decoder_attention_mask, labels=labels,
+                            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                            output_hidden_states=output_hidden_states)
 
-    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None,
-                decoder_attention_mask=None, labels=None):
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, labels=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         """input_ids: (B, S) source ids; attention_mask: (B, S) 1/0 (0 = padding) or None;
         decoder_input_ids: (B, T) or None (then labels shifted right behind BOS);
         decoder_attention_mask: (B, T) or None; labels: (B, T) target ids or -100 (ignored;
         all -100 gives loss 0.0 and zero gradients, where PyTorch's mean gives NaN).
-        -> ModelOutput(loss, logits (B, T, V), encoder_last_hidden_state (B, S, C))
+        inputs_embeds: (B, S, C) in place of the scaled source lookup E[input_ids] * sqrt(C).
+        -> ModelOutput(loss, logits (B, T, V), encoder_last_hidden_state (B, S, C), and as
+           transformers' encoder-decoders: with output_hidden_states encoder_hidden_states
+           (L_enc + 1 x (B, S, C)) and decoder_hidden_states (L_dec + 1 x (B, T, C)), each
+           layer's input and last the stack's output; with output_attentions
+           encoder_attentions, decoder_attentions (B, H, T, T), cross_attentions (B, H, T, S))
 
         Position t of the decoder predicts labels[t]: the shift happens on the input side.
         """
         cfg = self.config
-        src, src_mask = self._source(input_ids, attention_mask)
+        src, src_mask = self._source(input_ids, attention_mask, inputs_embeds)
+        embeds = None
+        if inputs_embeds is not None:
+            embeds, src = as_embeds("inputs_embeds", inputs_embeds, cfg.d_model, self.dtype), None
         lab = None
         if labels is not None:
             lab = as_ids("labels", labels, cfg.tgt_vocab_size, allow_ignore=True)
@@ -460,8 +500,9 @@ class Seq2SeqTransformer(Module):
             if lab is not None:
                 same_shape("labels", lab, "decoder_input_ids", tgt)
         B, T = tgt.shape
-        if B != src.shape[0]:
-            raise ValueError(f"batch sizes differ: {src.shape[0]} sources, {B} targets")
+        n_src = (src if src is not None else embeds).shape[0]
+        if B != n_src:
+            raise ValueError(f"batch sizes differ: {n_src} sources, {B} targets")
         if T == 0:
             raise ValueError("the target is empty: labels / decoder_input_ids need at least one token")
         if T > cfg.max_position_embeddings:
@@ -473,9 +514,10 @@ class Seq2SeqTransformer(Module):
             tgt_mask = padding_mask(dam)                                         # (B, 1, 1, T)
 
         # encoder: read the whole source
-        memory = self.encoder.forward(src, src_mask)                             # (B, S, C)
+        memory, enc_states = self.encoder.forward(src, src_mask, embeds)         # (B, S, C)
         # decoder: every target position at once (teacher forcing), causally masked
-        h = self.decoder.forward(tgt, memory, tgt_mask, src_mask)                # (B, T, C)
+        h, dec_states = self.decoder.forward(tgt, memory, tgt_mask, src_mask)    # (B, T, C)
+        self._hidden_shape = h.shape
         # output projection, tied to the target embedding: logits = h E^T
         E = self.decoder.embed_tokens.weight.data                                 # (V, C)
         logits, self._head_cache = linear_forward(h, E.T)                        # (B, T, V)
@@ -486,15 +528,26 @@ class Seq2SeqTransformer(Module):
             loss, ce_cache = cross_entropy_forward(logits.reshape(-1, V), lab.reshape(-1),
                                                    label_smoothing=cfg.label_smoothing)
             self._loss_cache = (ce_cache, (B, T, V))
-        return ModelOutput(loss=loss, logits=logits, encoder_last_hidden_state=memory)
+        out = ModelOutput(loss=loss, logits=logits, encoder_last_hidden_state=memory)
+        if output_hidden_states:
+            out.encoder_hidden_states, out.decoder_hidden_states = tuple(enc_states), tuple(dec_states)
+        if output_attentions:
+            out.encoder_attentions = tuple(l.self_attn.attention_probs for l in self.encoder.layers)
+            out.decoder_attentions = tuple(l.self_attn.attention_probs for l in self.decoder.layers)
+            out.cross_attentions = tuple(l.multihead_attn.attention_probs for l in self.decoder.layers)
+        return out
 
-    def backward(self, dlogits=None):
+    def backward(self, dlogits=None, dencoder_hidden_states=None, ddecoder_hidden_states=None):
         """Accumulate d(loss)/d(param) into every parameter's .grad.
 
         With no argument, the loss is the last forward's (which needs labels); pass
         `dlogits` (B, T, V) to backpropagate any other loss built on the logits.
+        `dencoder_hidden_states` / `ddecoder_hidden_states`: tuples aligned with
+        out.encoder_hidden_states / out.decoder_hidden_states (None entries skipped) of extra
+        upstream gradients. Returns d loss / d inputs_embeds after a forward on inputs_embeds.
         """
-        if dlogits is None:
+        extra = dencoder_hidden_states is not None or ddecoder_hidden_states is not None
+        if dlogits is None and (self._loss_cache is not None or not extra):
             if self._loss_cache is None:
                 raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
                                    "(or pass dlogits)")
@@ -503,27 +556,32 @@ class Seq2SeqTransformer(Module):
         if self._head_cache is None:
             raise RuntimeError("Seq2SeqTransformer.backward called before forward")
         self._loss_cache = None
-        # undo: logits = h E^T   (the tied output layer's share of E's gradient)
-        dh, dEt, _ = linear_backward(dlogits, self._head_cache)                  # dEt: (C, V)
+        if dlogits is not None:
+            # undo: logits = h E^T   (the tied output layer's share of E's gradient)
+            dh, dEt, _ = linear_backward(dlogits, self._head_cache)              # dEt: (C, V)
+            self.decoder.embed_tokens.weight.grad += dEt.T
+        else:                                                    # only hidden states enter the loss
+            dh = get_xp(self.decoder.embed_tokens.weight.data).zeros(self._hidden_shape, self.dtype)
         self._head_cache = None
-        self.decoder.embed_tokens.weight.grad += dEt.T
         # undo: h = decoder(tgt, memory)   (memory is read by every decoder layer)
-        dmemory = self.decoder.backward(dh)                                      # (B, S, C)
+        dmemory = self.decoder.backward(dh, hidden_grads(ddecoder_hidden_states,
+                                                         len(self.decoder.layers) + 1))   # (B, S, C)
         # undo: memory = encoder(src)
-        self.encoder.backward(dmemory)
+        return self.encoder.backward(dmemory, hidden_grads(dencoder_hidden_states,
+                                                           len(self.encoder.layers) + 1))
 
     # -- inference ---------------------------------------------------------------------------
     def encode(self, input_ids, attention_mask=None):
         """Checked source -> (memory (B, S, C), src_mask (B, 1, 1, S) or None), no caches kept."""
         src, src_mask = self._source(input_ids, attention_mask)
-        memory = self.encoder.forward(src, src_mask)
+        memory, _ = self.encoder.forward(src, src_mask)
         self._clear_caches()
         return memory, src_mask
 
     def decode(self, tgt, memory, src_mask=None):
         """Logits (N, V) of the last position after the whole prefix tgt (N, t): the
         no-cache path, which re-runs every earlier position each step."""
-        h = self.decoder.forward(tgt, memory, None, src_mask)                    # (N, t, C)
+        h, _ = self.decoder.forward(tgt, memory, None, src_mask)                 # (N, t, C)
         self._clear_caches()
         return h[:, -1] @ self.decoder.embed_tokens.weight.data.T                # (N, V)
 

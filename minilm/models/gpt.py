@@ -18,7 +18,8 @@ from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, sa
 from ..layers import CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import get_activation, linear_backward, linear_forward, padding_mask
-from .checks import as_ids, as_mask, check_config, require_config, same_shape
+from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads as _hidden_grads,
+                     plus as _plus, require_config, same_shape)
 from .output import ModelOutput
 
 
@@ -159,78 +160,122 @@ class GPT(Module):
         return [("transformer", self.transformer)]
 
     # -- the forward and backward passes -------------------------------------------------
-    def __call__(self, input_ids, attention_mask=None, labels=None):
-        return self.forward(input_ids, attention_mask=attention_mask, labels=labels)
+    def __call__(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                 output_attentions=False, output_hidden_states=False):
+        return self.forward(input_ids, attention_mask=attention_mask, labels=labels,
+                            inputs_embeds=inputs_embeds, output_attentions=output_attentions,
+                            output_hidden_states=output_hidden_states)
 
-    def forward(self, input_ids, attention_mask=None, labels=None):
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         """input_ids: (B, T) ints; attention_mask: (B, T) 1/0 (0 = padding) or None;
         labels: (B, T) ints or -100 (Hugging Face semantics: shifted inside, so position t
-        predicts labels[t + 1]).  ->  ModelOutput(loss, logits (B, T, V))
+        predicts labels[t + 1]); inputs_embeds: (B, T, C) in place of wte[input_ids].
+        ->  ModelOutput(loss, logits (B, T, V), attentions, hidden_states)
+
         The loss is the mean over labels that are not -100; when all are -100 it is 0.0 and
-        backward gives zero gradients (PyTorch's mean over no terms gives NaN)."""
+        backward gives zero gradients (PyTorch's mean over no terms gives NaN).
+        With output_attentions: `attentions`, L arrays (B, H, T, T) of softmax probabilities
+        (before attention dropout). With output_hidden_states: `hidden_states`, L + 1 arrays
+        (B, T, C), as transformers' GPT2Model: the input of each block (the embeddings, then
+        each block's output) and, last, the output of ln_f."""
         cfg = self.config
         tr = self.transformer
-        ids = as_ids("input_ids", input_ids, cfg.vocab_size)
-        B, T = ids.shape
-        if T == 0:
-            raise ValueError("input_ids is empty: need at least one token per sequence")
-        if T > cfg.n_positions:
-            raise ValueError(f"sequence length {T} exceeds the model's context n_positions={cfg.n_positions}")
+        ids, embeds = self._token_inputs(input_ids, inputs_embeds)
+        B, T = embeds.shape[:2] if ids is None else ids.shape
         key_mask = None
         if attention_mask is not None:
-            am = as_mask("attention_mask", attention_mask, ids)     # 0/1, bool or float 0./1.
+            like = ids if ids is not None else embeds[..., 0]    # (B, T), for the shape checks
+            am = as_mask("attention_mask", attention_mask, like)    # 0/1, bool or float 0./1.
             key_mask = padding_mask(am)                          # (B, 1, 1, T)
 
-        # embeddings (positions 0..T-1 are the first T rows of wpe: a slice, not a lookup)
-        x = tr.wte.forward(ids) + tr.wpe.weight.data[:T]         # (B, T, C)
+        # embeddings: x = wte[ids] + wpe[positions]
+        tok = tr.wte.forward(ids) if ids is not None else embeds            # (B, T, C)
+        x = tok + tr.wpe.weight.data[:T]                         # (B, T, C)
+        self._embeds_given = ids is None
         x = tr.drop.forward(x)
+        hidden_states = []
         # blocks
         for block in tr.h:
+            hidden_states.append(x)
             x = block.forward(x, key_mask)
         h = tr.ln_f.forward(x)                                   # (B, T, C)
+        hidden_states.append(h)
+        self._hidden_shape = h.shape
         # LM head, tied: logits = h wte^T
         logits, self._head_cache = linear_forward(h, tr.wte.weight.data.T)   # (B, T, V)
 
         loss, self._loss_cache = None, None
         if labels is not None:
             lab = as_ids("labels", labels, cfg.vocab_size, allow_ignore=True)
-            same_shape("labels", lab, "input_ids", ids)
+            same_shape("labels", lab, "input_ids", ids if ids is not None else embeds[..., 0])
             V = cfg.vocab_size
             shift_logits = logits[:, :-1].reshape(-1, V)        # (B*(T-1), V)
             loss, ce_cache = cross_entropy_forward(shift_logits, lab[:, 1:].reshape(-1))
             self._loss_cache = (ce_cache, (B, T, V))
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(
+            loss=loss, logits=logits,
+            attentions=tuple(b.attn.attention_probs for b in tr.h) if output_attentions else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
-    def backward(self, dlogits=None):
+    def _token_inputs(self, input_ids, inputs_embeds):
+        """Checked (ids (B, T) or None, inputs_embeds (B, T, C) or None): exactly one given."""
+        cfg = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            ids, embeds = as_ids("input_ids", input_ids, cfg.vocab_size), None
+            T = ids.shape[1]
+        else:
+            ids, embeds = None, as_embeds("inputs_embeds", inputs_embeds, cfg.n_embd, self.dtype)
+            T = embeds.shape[1]
+        if T == 0:
+            raise ValueError("input_ids is empty: need at least one token per sequence")
+        if T > cfg.n_positions:
+            raise ValueError(f"sequence length {T} exceeds the model's context n_positions={cfg.n_positions}")
+        return ids, embeds
+
+    def backward(self, dlogits=None, dhidden_states=None):
         """Accumulate d(loss)/d(param) into every parameter's .grad.
 
         With no argument, the loss is the one from the last forward (which needs labels);
         pass `dlogits` (B, T, V) to backpropagate any other loss built on the logits.
+        `dhidden_states`: a tuple aligned with out.hidden_states (None entries skipped) of
+        extra upstream gradients (B, T, C), added to the loss's. Returns d loss / d
+        inputs_embeds (B, T, C) after a forward on inputs_embeds, else None.
         """
         tr = self.transformer
-        if dlogits is None:
-            if self._loss_cache is None:
-                raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
-                                   "(or pass dlogits)")
+        if dlogits is None and dhidden_states is None and self._loss_cache is None:
+            raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
+                               "(or pass dlogits or dhidden_states)")
+        if self._head_cache is None:
+            raise RuntimeError("GPT.backward called before forward")
+        dhs = _hidden_grads(dhidden_states, len(tr.h) + 1)
+        if dlogits is None and self._loss_cache is not None:
             ce_cache, (B, T, V) = self._loss_cache
             xp = get_xp(ce_cache[0])
             dlogits = xp.zeros((B, T, V), dtype=self.dtype)
             dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
-        if self._head_cache is None:
-            raise RuntimeError("GPT.backward called before forward")
         self._loss_cache = None
-        # undo: logits = h wte^T  (the tied head's contribution to wte's gradient)
-        dh, dWt, _ = linear_backward(dlogits, self._head_cache)   # dWt: (C, V)
+        if dlogits is not None:
+            # undo: logits = h wte^T  (the tied head's contribution to wte's gradient)
+            dh, dWt, _ = linear_backward(dlogits, self._head_cache)   # dWt: (C, V)
+            tr.wte.weight.grad += dWt.T
+        else:                                                    # only hidden states enter the loss
+            dh = get_xp(tr.wte.weight.data).zeros(self._hidden_shape, dtype=self.dtype)
         self._head_cache = None
-        tr.wte.weight.grad += dWt.T
-        # undo: h = ln_f(x)
-        dx = tr.ln_f.backward(dh)
-        for block in reversed(tr.h):
-            dx = block.backward(dx)
+        # undo: h = ln_f(x)   (h is hidden_states[L])
+        dx = tr.ln_f.backward(_plus(dh, dhs[-1]))
+        for i in reversed(range(len(tr.h))):
+            # undo: x_{i+1} = block_i(x_i)   (x_i is hidden_states[i])
+            dx = _plus(tr.h[i].backward(dx), dhs[i])
         # undo: x = dropout(wte[ids] + wpe[pos])  (the embedding's own contribution to wte)
         dx = tr.drop.backward(dx)                               # (B, T, C)
         tr.wpe.weight.grad[:dx.shape[1]] += dx.sum(axis=0)      # every row used positions 0..T-1
+        if self._embeds_given:
+            return dx                                           # d loss / d inputs_embeds
         tr.wte.backward(dx)
+        return None
 
     # -- inference with a KV cache ---------------------------------------------------------
     def init_kv_cache(self, batch_size, max_len):
