@@ -10,7 +10,8 @@ accountant that turns a run into an (epsilon, delta) guarantee.
 
 DP-SGD (Abadi et al., 2016), one step:
     1. sample a batch: every example joins independently with probability q (Poisson sampling)
-    2. g_i = grad of loss_i for every example i, all parameters together (model.per_example_grads())
+    2. g_i = grad of loss_i for every example i, all parameters together (per_example_gradients:
+       a backward hook on each layer hands dout and cache to minilm/ops' *_per_example_grads)
     3. clip each example's joint norm to C:     gbar_i = g_i * min(1, C / (||g_i|| + 1e-6))
     4. add noise to the sum:                    gtilde = (sum_i gbar_i + N(0, sigma^2 C^2 I)) / (q N)
     5. optimizer.step() with gtilde as the gradient
@@ -230,39 +231,50 @@ def _check_rate(q):
 # ---------------------------------------------------------------------------------------------
 
 def per_example_gradients(model, batch, params=None, check=True):
-    """One forward and backward with per-example gradients on.
+    """One forward and backward, collecting every example's own gradient.
 
     Returns (loss, [g_p for p in params]) with g_p of shape (B, *p.shape): g_p[i] is the
-    gradient of example i's own loss. The model's loss is the batch *mean*, so each layer's
-    `p.grad_sample[i]` holds (1/B) grad loss_i; it is multiplied by B here. (For a loss that is
-    a mean over tokens rather than examples, g_p[i] is B x example i's share of that mean.)
-    `.grad` ends up holding the ordinary batch gradient, sum_i g_p[i] / B; with check=True
-    (one extra sum per parameter) that identity is verified, which catches a parameter some
-    layer updates without a per-example term. Both problems raise a ValueError naming it.
+    gradient of example i's own loss. Each Linear, Embedding and LayerNorm layer gets a
+    backward hook (Module.register_backward_hook) that hands its upstream gradient and cache
+    to the layer's `per_example_param_grads`, i.e. to the op's `*_per_example_grads`
+    (minilm/ops), and the pieces are added up per parameter (a tied weight collects both
+    uses). The model's loss is the batch *mean*, so each piece is (1/B) grad loss_i; it is
+    multiplied by B here. (For a loss that is a mean over tokens rather than examples, g_p[i]
+    is B x example i's share of that mean.) `.grad` ends up holding the ordinary batch
+    gradient, sum_i g_p[i] / B; with check=True (one extra sum per parameter) that identity
+    is verified, which catches a parameter some layer updates without a per-example term.
+    Both problems raise a ValueError naming it.
     """
     params = model.parameters() if params is None else list(params)
-    model.per_example_grads(True)
+    pieces = {}                                          # id(p) -> sum of its (B, *shape) pieces
+
+    def collect(layer, dout, cache):
+        for p, g in layer.per_example_param_grads(dout, cache):
+            pieces[id(p)] = g if id(p) not in pieces else pieces[id(p)] + g
+
+    handles = [m.register_backward_hook(collect) for m in model.modules()
+               if hasattr(m, "per_example_param_grads")]
     try:
         model.zero_grad()
         out = model(**batch)
         if getattr(out, "loss", None) is None:
             raise ValueError("the model returned no loss: the batch needs labels")
         model.backward()
-        B = _batch_size(batch)
-        names = {id(p): n for n, p in model.named_parameters()}
-        grads = [_example_grads(p, names.get(id(p), p.name), B, check) for p in params]
     finally:
-        model.per_example_grads(False)
+        for h in handles:
+            h.remove()
+    B = _batch_size(batch)
+    names = {id(p): n for n, p in model.named_parameters()}
+    grads = [_example_grads(p, pieces.get(id(p)), names.get(id(p), p.name), B, check) for p in params]
     return out.loss, grads
 
 
-def _example_grads(p, name, B, check):
-    """B x p.grad_sample, checked: (B, *p.shape)."""
-    gs = p.grad_sample
-    if isinstance(gs, int) or gs is None:
+def _example_grads(p, gs, name, B, check):
+    """B x the summed per-example pieces gs of p, checked: (B, *p.shape)."""
+    if gs is None:
         if bool(get_xp(p.grad).any(p.grad != 0)):
             raise ValueError(f"parameter {name!r} got a gradient but no per-example gradient: "
-                             "its layer does not compute grad_sample")
+                             "its layer has no per_example_param_grads")
         return get_xp(p.data).zeros((B,) + tuple(p.shape), dtype=p.data.dtype)   # no gradient arrived
     if tuple(gs.shape) != (B,) + tuple(p.shape):
         raise ValueError(

@@ -524,3 +524,70 @@ def test_tied_mlm_decoder_per_example_error_is_clear():
     batch = {"input_ids": np.array([[2, 5, 4, 3], [2, 6, 7, 3]]), "labels": np.array([[-100, 5, 9, -100]] * 2)}
     with pytest.raises(ValueError, match="word_embeddings.*do not add up"):
         per_example_gradients(model, batch, per_example_parameters(model))
+
+
+@pytest.mark.parametrize("op", ["linear", "embedding", "layernorm"])
+def test_op_per_example_grads_are_each_examples_own_backward(op):
+    """ops.<op>_per_example_grads(dout, cache)[..][b] == <op>_backward on example b alone, and
+    summed over b == the batch backward (float64; float32 stays float32)."""
+    from minilm import ops
+    rng = np.random.default_rng(0)
+    B, T, C, V = 3, 4, 5, 7
+    if op == "linear":
+        x, W, b = rng.standard_normal((B, T, C)), rng.standard_normal((C, 2)), rng.standard_normal(2)
+        fwd = lambda sl: ops.linear_forward(x[sl], W, b)                                  # noqa: E731
+        bwd = lambda d, c: ops.linear_backward(d, c)[1:]                                 # noqa: E731
+        per = ops.linear_per_example_grads
+    elif op == "embedding":
+        ids, W = rng.integers(0, V, (B, T)), rng.standard_normal((V, C))
+        ids[0, :2] = 3                                                  # a repeated id
+        fwd = lambda sl: ops.embedding_forward(ids[sl], W)                                # noqa: E731
+        bwd = lambda d, c: (ops.embedding_backward(d, c),)                               # noqa: E731
+        per = lambda d, c: (ops.embedding_per_example_grads(d, c),)                      # noqa: E731
+    else:
+        x, g, be = rng.standard_normal((B, T, C)), rng.standard_normal(C), rng.standard_normal(C)
+        fwd = lambda sl: ops.layernorm_forward(x[sl], g, be)                              # noqa: E731
+        bwd = lambda d, c: ops.layernorm_backward(d, c)[1:]                              # noqa: E731
+        per = ops.layernorm_per_example_grads
+    out, cache = fwd(slice(None))
+    dout = rng.standard_normal(out.shape)
+    pieces = per(dout, cache)
+    for piece, whole in zip(pieces, bwd(dout, cache)):
+        assert piece.shape == (B,) + whole.shape
+        np.testing.assert_allclose(piece.sum(axis=0), whole, rtol=1e-12, atol=1e-12)
+    for i in range(B):
+        _, ci = fwd(slice(i, i + 1))
+        for piece, alone in zip(pieces, bwd(dout[i:i + 1], ci)):
+            np.testing.assert_allclose(piece[i], alone, rtol=1e-12, atol=1e-12)
+    out32, cache32 = ops.linear_forward(rng.standard_normal((B, T, C)).astype("float32"),
+                                        rng.standard_normal((C, 2)).astype("float32"))
+    dW, db = ops.linear_per_example_grads(np.ones_like(out32), cache32)
+    assert dW.dtype == np.float32 and db is None
+
+
+def test_backward_hooks_see_dout_and_cache_and_come_off():
+    from minilm.layers import FeedForward, LayerNorm, Linear
+    rng = np.random.default_rng(0)
+    lin = Linear(3, 2, dtype="float64", rng=rng)
+    seen = []
+    handle = lin.register_backward_hook(lambda m, dout, cache: seen.append((m, dout.shape, len(cache))))
+    x = rng.standard_normal((4, 3))
+    lin.forward(x)
+    lin.backward(np.ones((4, 2)))
+    assert seen == [(lin, (4, 2), 3)]
+    handle.remove()
+    lin.forward(x)
+    lin.backward(np.ones((4, 2)))
+    assert len(seen) == 1 and lin.backward_hooks == () and Linear.backward_hooks == ()
+    assert LayerNorm(3).backward_hooks == ()                    # hooks are per instance
+    with pytest.raises(TypeError, match="runs no hooks"):
+        FeedForward(4, 8, dtype="float64", rng=rng).register_backward_hook(lambda *a: None)
+
+
+def test_per_example_gradients_leave_no_hooks_or_grad_sample(tiny):
+    from minilm.privacy import per_example_gradients, per_example_parameters
+    model, tok = tiny
+    per_example_gradients(model, _dp_batch(tok), per_example_parameters(model))
+    assert all(m.backward_hooks == () for m in model.modules())
+    assert all(p.grad_sample is None for p in model.parameters())
+    model.zero_grad()

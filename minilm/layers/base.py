@@ -15,7 +15,7 @@ class Parameter:
         self.data = data
         self.grad = get_xp(data).zeros_like(data)
         self.name = name
-        self.grad_sample = None     # (B, *shape) per-example gradients, when enabled (DP-SGD)
+        self.grad_sample = None     # only for Module.per_example_grads (old API; see there)
 
     @property
     def shape(self):
@@ -78,12 +78,43 @@ class Module:
             if p.grad_sample is not None:
                 p.grad_sample = 0
 
+    # -- backward hooks: how DP-SGD sees each layer's per-example gradients ---------------
+    calls_backward_hooks = False        # True in the layers whose backward runs the hooks
+    backward_hooks = ()                 # an instance gets its own tuple on first register
+
+    def register_backward_hook(self, hook):
+        """Call `hook(self, dout, cache)` at the start of this layer's every backward, with
+        its upstream gradient and the cache of its forward (as PyTorch's
+        register_full_backward_hook, through which Opacus computes per-example gradients).
+        Linear, Embedding and LayerNorm run hooks; with their `per_example_param_grads`,
+        a hook gets each example's own parameter gradients (minilm/privacy.py).
+        Returns a handle whose `remove()` takes the hook off."""
+        if not self.calls_backward_hooks:
+            raise TypeError(f"{type(self).__name__}.backward runs no hooks; register on its "
+                            "Linear, Embedding and LayerNorm layers (see Module.modules())")
+        self.backward_hooks = self.backward_hooks + (hook,)
+        return HookHandle(self, hook)
+
+    def run_backward_hooks(self, dout, cache):
+        for hook in self.backward_hooks:
+            hook(self, dout, cache)
+
     def per_example_grads(self, enabled=True):
-        """Ask Linear, Embedding and LayerNorm layers to also keep per-example gradients
-        in `p.grad_sample` (shape (B, *p.shape)) during backward, for DP-SGD. Each backward
-        *adds* into grad_sample, like .grad; `zero_grad` clears it."""
-        for p in self.parameters():
-            p.grad_sample = 0 if enabled else None     # 0: enabled, allocated on first use
+        """The older API for per-example gradients, kept for code that reads `p.grad_sample`:
+        every Linear, Embedding and LayerNorm below gets a backward hook that *adds* each
+        example's gradient into `p.grad_sample` (shape (B, *p.shape)), like .grad;
+        `zero_grad` clears it, `per_example_grads(False)` takes the hooks off. DP-SGD itself
+        uses register_backward_hook and per_example_param_grads (minilm/privacy.py)."""
+        for m in self.modules():
+            if not hasattr(m, "per_example_param_grads"):
+                continue
+            handle = m.__dict__.pop("_grad_sample_hook", None)
+            if handle is not None:
+                handle.remove()
+            if enabled:
+                m._grad_sample_hook = m.register_backward_hook(_accumulate_grad_sample)
+            for _, p in m.own_parameters():
+                p.grad_sample = 0 if enabled else None     # 0: on, allocated on first use
         return self
 
     def train(self, mode=True):
@@ -164,14 +195,23 @@ class Module:
         return cache
 
 
-def add_grad_sample(param, g):
-    """Accumulate a per-example gradient g: (B, *param.shape) when per-example gradients are on."""
-    if param.grad_sample is None:
-        return
-    if isinstance(param.grad_sample, int):
-        param.grad_sample = g
-    else:
-        param.grad_sample = param.grad_sample + g
+class HookHandle:
+    """What register_backward_hook returns: `remove()` takes the hook off its module."""
+
+    def __init__(self, module, hook):
+        self.module, self.hook = module, hook
+
+    def remove(self):
+        hooks = self.module.backward_hooks
+        if self.hook in hooks:
+            i = hooks.index(self.hook)
+            self.module.backward_hooks = hooks[:i] + hooks[i + 1:]
+
+
+def _accumulate_grad_sample(layer, dout, cache):
+    """The hook of Module.per_example_grads: p.grad_sample += each example's gradient."""
+    for p, g in layer.per_example_param_grads(dout, cache):
+        p.grad_sample = g if isinstance(p.grad_sample, int) else p.grad_sample + g
 
 
 def new_param(shape, dtype, rng, std=None, fill=None, name=""):

@@ -1,8 +1,9 @@
 """Linear, Embedding, LayerNorm and Dropout: layers that own Parameters and call one op."""
 from ..ops import (dropout_backward, dropout_forward, embedding_backward, embedding_forward,
-                   layernorm_backward, layernorm_forward, linear_backward, linear_forward)
-from ..backend import get_xp
-from .base import Module, add_grad_sample, new_param
+                   embedding_per_example_grads, layernorm_backward, layernorm_forward,
+                   layernorm_per_example_grads, linear_backward, linear_forward,
+                   linear_per_example_grads)
+from .base import Module, new_param
 
 
 class Linear(Module):
@@ -10,6 +11,7 @@ class Linear(Module):
 
     PyTorch's nn.Linear stores (out, in); checkpoints in that layout are transposed on load.
     """
+    calls_backward_hooks = True
 
     def __init__(self, n_in, n_out, bias=True, dtype="float32", rng=None, std=0.02):
         self.weight = new_param((n_in, n_out), dtype, rng, std=std)
@@ -26,23 +28,22 @@ class Linear(Module):
 
     def backward(self, dout):                              # (..., out) -> (..., in)
         cache = self._check_cache()
+        self.run_backward_hooks(dout, cache)
         dx, dW, db = linear_backward(dout, cache)
         self.weight.grad += dW
         if self.bias is not None:
             self.bias.grad += db
-        if self.weight.grad_sample is not None:            # per-example: dW_b = x_b^T dout_b
-            x = cache[0]
-            B = x.shape[0]
-            x3 = x.reshape(B, -1, x.shape[-1])             # (B, rows, in)
-            d3 = dout.reshape(B, -1, dout.shape[-1])       # (B, rows, out)
-            add_grad_sample(self.weight, x3.swapaxes(1, 2) @ d3)          # (B, in, out)
-            if self.bias is not None:
-                add_grad_sample(self.bias, d3.sum(axis=1))                 # (B, out)
         return dx
+
+    def per_example_param_grads(self, dout, cache):
+        """[(parameter, its (B, *shape) per-example gradients)] for a backward's dout, cache."""
+        dW, db = linear_per_example_grads(dout, cache)
+        return [(self.weight, dW)] + ([(self.bias, db)] if self.bias is not None else [])
 
 
 class Embedding(Module):
     """Lookup table: out[i] = weight[ids[i]]. Backward scatter-adds (repeated ids accumulate)."""
+    calls_backward_hooks = True
 
     def __init__(self, num, dim, dtype="float32", rng=None, std=0.02):
         self.weight = new_param((num, dim), dtype, rng, std=std)
@@ -57,22 +58,19 @@ class Embedding(Module):
 
     def backward(self, dout):                              # (..., C) -> None (ids have no gradient)
         cache = self._check_cache()
+        self.run_backward_hooks(dout, cache)
         self.weight.grad += embedding_backward(dout, cache)
-        if self.weight.grad_sample is not None:            # per-example scatter-add: (B, V, C)
-            ids, (V, C) = cache
-            xp = get_xp(dout)
-            B = dout.shape[0]
-            ids2 = xp.broadcast_to(ids, dout.shape[:-1]).reshape(B, -1)      # (B, rows)
-            g = xp.zeros((B, V, C), dtype=dout.dtype)
-            rows = xp.broadcast_to(xp.arange(B)[:, None], ids2.shape)
-            xp.add.at(g, (rows.reshape(-1), ids2.reshape(-1)), dout.reshape(-1, C))
-            add_grad_sample(self.weight, g)
         return None
+
+    def per_example_param_grads(self, dout, cache):
+        """[(weight, its (B, V, C) per-example gradients)] for a backward's dout, cache."""
+        return [(self.weight, embedding_per_example_grads(dout, cache))]
 
 
 class LayerNorm(Module):
     """out = gamma * (x - mean) / sqrt(var + eps) + beta over the last axis.
     Hugging Face names gamma `weight` and beta `bias`."""
+    calls_backward_hooks = True
 
     def __init__(self, dim, eps=1e-5, dtype="float32"):
         self.weight = new_param((dim,), dtype, None, fill=1.0)
@@ -89,22 +87,23 @@ class LayerNorm(Module):
 
     def backward(self, dout):
         cache = self._check_cache()
+        self.run_backward_hooks(dout, cache)
         dx, dgamma, dbeta = layernorm_backward(dout, cache)
         self.weight.grad += dgamma
         self.bias.grad += dbeta
-        if self.weight.grad_sample is not None:            # per-example sums over the rows of each example
-            xhat = cache[0]
-            B, C = dout.shape[0], dout.shape[-1]
-            add_grad_sample(self.weight, (dout * xhat).reshape(B, -1, C).sum(axis=1))   # (B, C)
-            add_grad_sample(self.bias, dout.reshape(B, -1, C).sum(axis=1))             # (B, C)
         return dx
+
+    def per_example_param_grads(self, dout, cache):
+        """[(gamma, (B, C)), (beta, (B, C))] per-example gradients for a backward's dout, cache."""
+        dgamma, dbeta = layernorm_per_example_grads(dout, cache)
+        return [(self.weight, dgamma), (self.bias, dbeta)]
 
 
 class Dropout(Module):
     """Inverted dropout while training, identity in eval mode or with p = 0.
 
-    `rng` is a callable returning the model's random Generator (shared by all its dropout
-    layers), so the model owns one seeded stream that a checkpoint can save and restore.
+    `rng` is the model's random Generator (shared by all its dropout layers, so the model owns
+    one seeded stream that a checkpoint can save and restore), or a callable returning it.
     """
 
     def __init__(self, p, rng=None):
@@ -116,7 +115,8 @@ class Dropout(Module):
 
     def forward(self, x):
         active = self.training and self.p > 0.0 and self.rng is not None
-        out, self.cache = dropout_forward(x, self.p, self.rng() if active else None)
+        rng = (self.rng() if callable(self.rng) else self.rng) if active else None
+        out, self.cache = dropout_forward(x, self.p, rng)
         self.cache = (self.cache,)
         return out
 

@@ -62,6 +62,19 @@ def layernorm_backward(dout, cache):
     return dx.reshape(dout.shape), dgamma, dbeta
 
 
+def layernorm_per_example_grads(dout, cache):
+    """Each example's own (dgamma, dbeta), for DP-SGD: dout (B, ..., C) -> (B, C), (B, C).
+
+        dgamma_b = sum over example b's rows of dout * xhat     dbeta_b = sum over b's rows of dout
+    Summed over b they are layernorm_backward's dgamma and dbeta.
+    """
+    xhat = cache[0]
+    B, C = dout.shape[0], dout.shape[-1]
+    dgamma = (dout * xhat).reshape(B, -1, C).sum(axis=1)          # (B, C)
+    dbeta = dout.reshape(B, -1, C).sum(axis=1)                    # (B, C)
+    return dgamma, dbeta
+
+
 
 # -- The textbook form ------------------------------------------------------------------------
 # What chapter 3 derives, line for line. The functions above compute the same numbers with

@@ -27,3 +27,20 @@ def linear_backward(dout, cache):
     dW = x2.T @ d2                                        # (Cin, Cout)
     db = d2.sum(axis=0) if has_bias else None             # (Cout,)
     return dx, dW, db
+
+
+def linear_per_example_grads(dout, cache):
+    """Each example's own (dW, db), for DP-SGD: x, dout with leading axis B (the examples).
+
+    x: (B, ..., Cin), dout: (B, ..., Cout)  ->  dW: (B, Cin, Cout), db: (B, Cout) or None
+        dW_b = sum over example b's rows of x_b^T dout_b       db_b = sum over b's rows of dout_b
+    Summed over b they are linear_backward's dW and db.
+    """
+    x, W, has_bias = cache
+    Cin, Cout = W.shape
+    B = x.shape[0]
+    x3 = x.reshape(B, -1, Cin)                            # (B, rows, Cin)
+    d3 = dout.reshape(B, -1, Cout)                        # (B, rows, Cout)
+    dW = x3.swapaxes(1, 2) @ d3                           # (B, Cin, Cout)
+    db = d3.sum(axis=1) if has_bias else None             # (B, Cout)
+    return dW, db
