@@ -39,8 +39,8 @@ def _write_json(obj, path):
 
 
 def _plt():
-    from .viz import _plt as viz_plt
-    return viz_plt()
+    from .viz import pyplot
+    return pyplot()
 
 
 def _floats(s):
@@ -281,6 +281,7 @@ def cmd_mlm_probe(args):
     from .bias import PROFESSION_TEMPLATES, PROFESSIONS, gendered_corpus, mlm_template_probe
     from .models import BertConfig, BertForMaskedLM
     from .optim import AdamW
+    from .train import Trainer
     from .trust_common import encode, word_tokenizer
     out = _out(args, "mlm-probe")
     corpus = gendered_corpus(n=4000, skew=args.skew, seed=args.seed)
@@ -292,22 +293,23 @@ def cmd_mlm_probe(args):
                      attention_probs_dropout_prob=0.0, seed=args.seed)
     model = BertForMaskedLM(cfg)
     opt = AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    rng = np.random.default_rng(args.seed)
     special = np.isin(ids, [tok.cls_token_id, tok.sep_token_id, tok.pad_token_id])
-    t0 = time.perf_counter()
-    model.train()
-    for step in range(args.steps):
+
+    def masked_batch(rng):                              # 64 random rows, 15% of tokens masked
         b = rng.choice(len(ids), 64, replace=False)
         x, m = ids[b].copy(), mask[b]
         pick = (rng.random(x.shape) < 0.15) & ~special[b]
         labels = np.where(pick, x, -100)
         x[pick] = tok.mask_token_id                     # every picked token masked (no 80/10/10)
-        model.zero_grad()
-        o = model(x, attention_mask=m, labels=labels)
-        model.backward()
-        opt.step()
-        if (step + 1) % max(1, args.steps // 5) == 0:
-            print(f"step {step + 1} MLM loss {o.loss:.3f}", flush=True)
+        return {"input_ids": x, "attention_mask": m, "labels": labels}
+
+    def report(trainer):
+        if trainer.step % max(1, args.steps // 5) == 0:
+            print(f"step {trainer.step} MLM loss {trainer.last_output.loss:.3f}", flush=True)
+
+    t0 = time.perf_counter()
+    Trainer(model, opt, masked_batch, max_steps=args.steps, seed=args.seed, progress=False,
+            after_step=report).fit()
     templates = [t.format(p) for p in PROFESSIONS for t in PROFESSION_TEMPLATES]
     probe = mlm_template_probe(model, tok, templates, ("he", "she"))
     by_job = {}

@@ -122,30 +122,36 @@ def accuracy_of(model, data, batch_size=256):
 def train_classifier(model, data, epochs=8, batch_size=32, lr=3e-3, weight_decay=0.01, seed=0,
                      params=None, eval_data=None, log=None):
     """Plain (non-private) mini-batch AdamW on shuffled batches; returns a history list of
-    {"epoch", "loss", "test_acc"} dicts. `params`: the trainable subset (default: all)."""
+    {"epoch", "loss", "test_acc"} dicts. `params`: the trainable subset (default: all).
+    The loop is minilm.train.Trainer's."""
     from .optim import AdamW
+    from .train import Trainer
     params = model.parameters() if params is None else list(params)
     opt = AdamW(params, lr=lr, weight_decay=weight_decay)
     rng = np.random.default_rng(seed)
     n = len(data["labels"])
-    history = []
-    model.train()
-    for epoch in range(epochs):
-        order = rng.permutation(n)
-        losses = []
-        for i in range(0, n, batch_size):
-            b = take(data, order[i:i + batch_size])
-            model.zero_grad()
-            out = model(**model_inputs(b))
-            model.backward()
-            opt.step()
-            losses.append(out.loss)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses))}
-        if eval_data is not None:
-            row["test_acc"] = accuracy_of(model, eval_data)
-        history.append(row)
-        if log:
-            log(row)
+    per_epoch = -(-n // batch_size)                     # ceil(n / batch_size)
+    history, losses = [], []
+
+    def shuffled_batches():                             # a new order every epoch
+        for _ in range(epochs):
+            order = rng.permutation(n)
+            for i in range(0, n, batch_size):
+                yield model_inputs(take(data, order[i:i + batch_size]))
+
+    def end_of_step(trainer):
+        losses.append(trainer.last_output.loss)
+        if trainer.step % per_epoch == 0:
+            row = {"epoch": trainer.step // per_epoch, "loss": float(np.mean(losses))}
+            losses.clear()
+            if eval_data is not None:
+                row["test_acc"] = accuracy_of(model, eval_data)
+            history.append(row)
+            if log:
+                log(row)
+
+    Trainer(model, opt, shuffled_batches(), max_steps=epochs * per_epoch, progress=False,
+            after_step=end_of_step).fit()
     model.eval()
     return history
 

@@ -415,8 +415,9 @@ def test_trainer_without_model_needs_fit_model():
 
 
 def test_every_training_loop_is_the_trainer(monkeypatch, tmp_path):
-    """DP-SGD, FedAvg's clients, the compress CLI's two loops (fine-tuning, distillation and
-    QAT go through them), bench, CLIP and BERT pre-training all step through Trainer.train_step."""
+    """DP-SGD, FedAvg's clients, the non-private classifier baseline, the compress CLI's two
+    loops (fine-tuning, distillation and QAT go through them), bench, CLIP and BERT
+    pre-training all step through Trainer.train_step."""
     from minilm import bench
     from minilm.compress import cli
     from minilm.federated import local_update
@@ -424,7 +425,7 @@ def test_every_training_loop_is_the_trainer(monkeypatch, tmp_path):
     from minilm.models import GPT, GPTConfig
     from minilm.multimodal import CLIPConfig, CLIPModel, ShapesData, train_clip
     from minilm.privacy import per_example_parameters, train_dp
-    from minilm.trust_common import tiny_bert_classifier, word_tokenizer
+    from minilm.trust_common import tiny_bert_classifier, train_classifier, word_tokenizer
 
     steps = []
     real = Trainer.train_step
@@ -445,6 +446,7 @@ def test_every_training_loop_is_the_trainer(monkeypatch, tmp_path):
     assert count(lambda: train_dp(bert, data, 3, 1.0, 1.0, 0.5, params=per_example_parameters(bert))) == 3
     assert count(lambda: train_dp(bert, data, 2, 0.0, 1.0, 0.5)) == 2
     assert count(lambda: local_update(bert, data, np.arange(6), epochs=2, batch_size=4)) == 4
+    assert count(lambda: train_classifier(bert, data, epochs=2, batch_size=4)) == 4
 
     gpt = GPT(GPTConfig(vocab_size=13, n_positions=12, n_embd=8, n_layer=1, n_head=2, seed=0))
     lm = lambda rng: {"input_ids": (x := rng.integers(0, 13, (2, 8))), "labels": x}     # noqa: E731
