@@ -591,3 +591,19 @@ def test_per_example_gradients_leave_no_hooks_or_grad_sample(tiny):
     assert all(m.backward_hooks == () for m in model.modules())
     assert all(p.grad_sample is None for p in model.parameters())
     model.zero_grad()
+
+
+def test_embedding_with_ids_shared_by_the_batch():
+    """Position ids (1, T) looked up once for a batch: the backward of a (B, T, C) gradient is
+    the sum over the batch, and each example's own gradient is its row's scatter."""
+    from minilm import ops
+    rng = np.random.default_rng(1)
+    W, ids = rng.standard_normal((6, 3)), np.array([[0, 2, 2, 5]])
+    dout = rng.standard_normal((3, 4, 3))
+    _, cache = ops.embedding_forward(ids, W)
+    dW = ops.embedding_backward(dout, cache)
+    per = ops.embedding_per_example_grads(dout, cache)
+    np.testing.assert_allclose(dW, ops.embedding_backward(dout.sum(axis=0, keepdims=True), cache), rtol=1e-12)
+    np.testing.assert_allclose(per.sum(axis=0), dW, rtol=1e-12)
+    for b in range(3):
+        np.testing.assert_allclose(per[b], ops.embedding_backward(dout[b:b + 1], cache), rtol=1e-12)
