@@ -414,8 +414,9 @@ class Trainer:
 
 
 def loss_value(out):
-    """The float loss of a step's output: `out.loss`, or `out` itself when it is a number."""
-    loss = getattr(out, "loss", out)
+    """The float loss of a step's output: `out.loss`, `out["loss"]` (a Lightning-style dict),
+    or `out` itself when it is a number."""
+    loss = out["loss"] if isinstance(out, dict) else getattr(out, "loss", out)
     if loss is None:
         raise ValueError("the step returned an output without a loss (labels missing?)")
     return float(loss)
@@ -455,7 +456,8 @@ class LightningModule(Module):
                                       "write forward() to say which one runs")
         return children[0][1](*args, **kwargs)
 
-    __call__ = forward
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
     def backward(self, *args, **kwargs):
         children = self.named_children()

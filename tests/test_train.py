@@ -407,6 +407,28 @@ def test_lightning_style_module_trains_with_fit_model_dataloader():
         assert np.array_equal(p.data, q.data)
 
 
+def test_training_step_may_return_a_dict_or_a_float():
+    from minilm.train import LightningModule, loss_value
+    assert loss_value({"loss": 2.5}) == 2.5 and loss_value(1.5) == 1.5
+    assert loss_value(SimpleNamespace(loss=0.5)) == 0.5
+    with pytest.raises(ValueError, match="without a loss"):
+        loss_value(SimpleNamespace(loss=None))
+
+    class Lit(LightningModule):
+        def __init__(self):
+            self.lm = TinyLM(seed=0)
+
+        def training_step(self, batch, batch_idx):
+            return {"loss": self(**batch).loss}
+
+        def configure_optimizers(self):
+            return AdamW(self.parameters(), lr=0.05)
+
+    trainer = Trainer(max_steps=3, progress=False)
+    trainer.fit(Lit(), [get_batch(np.random.default_rng(0))])
+    assert trainer.step == 3 and trainer.history[-1]["loss"] > 0
+
+
 def test_trainer_without_model_needs_fit_model():
     with pytest.raises(TypeError, match="no model"):
         Trainer(max_epochs=1, progress=False).fit()
