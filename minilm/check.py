@@ -182,7 +182,9 @@ def _input_grads(grads, inputs, check_idx, names):
     else:
         what = ", ".join(names[i] for i in arrays)
         raise ValueError(f"backward returned {len(grads)} gradient{'s' if len(grads) != 1 else ''}, expected "
-                         f"{len(arrays)} (one per array argument of forward: {what})")
+                         f"{len(arrays)} (one per array argument of forward: {what}); a float argument "
+                         "that gets no gradient (a mask) goes in as a keyword, or pass check_inputs=False "
+                         "to check parameters only")
     out = {}
     for i in check_idx:
         g = given.get(i)
