@@ -219,3 +219,34 @@ def test_seq2seq_gradients_with_hidden_state_terms_and_inputs_embeds(norm_first)
     e = model.encoder.embed_tokens.weight.data[SRC] * model.encoder.scale
     b = model(inputs_embeds=e, attention_mask=SRC_MASK, labels=LABELS).logits
     assert np.allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("family", ["gpt", "bert"])
+def test_position_embeddings_have_per_example_gradients(family):
+    """Positions are an Embedding lookup, so DP-SGD gets their per-example gradients too:
+    they sum to the batch gradient, and example b's equals a batch of b alone."""
+    if family == "gpt":
+        model = tiny_gpt(seed=2)
+        table = model.transformer.wpe.weight
+        kw = dict(labels=np.array([[1, 4, 2, 7], [3, 3, 9, 5]]))
+        ids = kw["labels"]
+    else:
+        model, _ = load_bert("bert_seqcls")
+        table = model.bert.embeddings.position_embeddings.weight
+        ids = np.array([[1, 5, 6, 2], [1, 7, 2, 0]])
+        kw = dict(labels=np.array([0, 2]), attention_mask=(ids != 0).astype(int))
+    model.per_example_grads()
+    model.zero_grad()
+    model(ids, **kw)
+    model.backward()
+    g = minilm.to_numpy(table.grad_sample)
+    assert g.shape == (2,) + table.shape
+    assert np.allclose(g.sum(axis=0), minilm.to_numpy(table.grad), rtol=0, atol=1e-12)
+    model.per_example_grads(False)
+    model.zero_grad()
+    one = {k: v[:1] for k, v in kw.items()}
+    out = model(ids[:1], **one)
+    model.backward()
+    # the batch loss is a mean over both examples' terms (GPT: 3 + 3 predicted tokens, BERT: 2
+    # labels), example 0's alone over half as many
+    assert np.allclose(g[0] * 2.0, minilm.to_numpy(table.grad), rtol=1e-9, atol=1e-12), out.loss

@@ -196,11 +196,17 @@ def test_per_example_gradients_sum_to_the_batch_gradient(tiny):
     model.zero_grad()
 
 
-def test_position_embeddings_per_example_error_is_clear(tiny):
+def test_position_embeddings_have_per_example_gradients(tiny):
+    """Positions are an Embedding lookup of (1, T) ids shared by the batch (no longer a slice
+    whose gradient the model summed by hand), so DP-SGD gets their per-example gradients."""
     from minilm.privacy import per_example_gradients
     model, tok = tiny
-    with pytest.raises(ValueError, match="position_embeddings"):
-        per_example_gradients(model, _dp_batch(tok))
+    names = [n for n, _ in model.named_parameters()]
+    _, grads = per_example_gradients(model, _dp_batch(tok))
+    g = grads[names.index("bert.embeddings.position_embeddings.weight")]
+    p = dict(model.named_parameters())["bert.embeddings.position_embeddings.weight"]
+    assert g.shape == (len(_dp_batch(tok)["labels"]),) + p.shape
+    np.testing.assert_allclose(g.mean(axis=0), p.grad, rtol=1e-9, atol=1e-12)
     model.per_example_grads(False)
     model.zero_grad()
 

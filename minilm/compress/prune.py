@@ -32,10 +32,9 @@ one head (a layer with none would leave zero-width matrices). A head whose gate 
 contributes nothing, so removing it leaves the outputs unchanged (a test checks this).
 """
 from ..backend import get_xp, to_numpy
-from ..layers import CausalSelfAttention, Linear, Module, MultiHeadAttention
-from ..ops import (attention_backward, attention_forward, causal_mask, linear_backward,
-                   linear_forward, merge_heads, split_heads)
-from .modules import block_list, named_modules, replace_module, select
+from ..layers import Linear, Module, MultiHeadAttention
+from ..ops import linear_backward, linear_forward
+from .modules import named_modules, replace_module, select
 
 
 def _check_sparsity(sparsity):
@@ -170,175 +169,23 @@ def head_gate_backward(dout, cache):
     return dout * gate[None, :, None, None], (dout * y).sum(axis=(0, 2, 3))
 
 
-class _HeadGates:
-    """Shared by both gated attention layers: the gate vector and the importance it collects.
+# ----------------------------------------------------------------------------------------
+# The gated attention layers: minilm's one attention layer with its gates switched on
+# ----------------------------------------------------------------------------------------
+# `MultiHeadAttention.enable_head_gates()` multiplies each head's output by g_h (head_gate_forward
+# above, written inline), collects sum_b |dL/dg_h| while `collect` is True, and
+# `prune_heads` cuts the heads' columns and rows. These two names are kept for code that
+# built the gated layers explicitly; they return the layer they are given, gates on.
 
-    `gate` (H,) is a plain array, not a Parameter: it is never trained, and it stays out of
-    state_dict. While `collect` is True, each backward adds sum_b |dL/dg_h| for every
-    example b of the batch into `importance` (Michel et al.'s I_h, unnormalised).
-    """
-
-    def _init_gates(self, n_head, like):
-        xp = get_xp(like)
-        self.gate = xp.ones(n_head, dtype=like.dtype)
-        self.importance = xp.zeros(n_head, dtype=like.dtype)
-        self.collect = False
-
-    def _gate_backward(self, dy_gated, y):
-        """dy and, when collecting, the per-example |dL/dg_h|."""
-        if self.collect:
-            per_example = (dy_gated * y).sum(axis=(2, 3))                    # (B, H)
-            self.importance += get_xp(y).abs(per_example).sum(axis=0)
-        return dy_gated * self.gate[None, :, None, None]
+def GatedCausalSelfAttention(attn):                          # noqa: N802 (formerly a class)
+    """GPT-2's attention with a gate on each head (the same layer, gates switched on)."""
+    return attn.enable_head_gates()
 
 
-def _keep_columns(linear, cols):
-    """Shrink a Linear to the output columns `cols` (weight (in, out) -> (in, k), bias (k,))."""
-    linear.weight.data = linear.weight.data[:, cols].copy()
-    linear.weight.grad = get_xp(linear.weight.data).zeros_like(linear.weight.data)
-    if linear.bias is not None:
-        linear.bias.data = linear.bias.data[cols].copy()
-        linear.bias.grad = get_xp(linear.bias.data).zeros_like(linear.bias.data)
-
-
-def _keep_rows(linear, rows):
-    """Shrink a Linear to the input rows `rows` (weight (in, out) -> (k, out); bias unchanged)."""
-    linear.weight.data = linear.weight.data[rows].copy()
-    linear.weight.grad = get_xp(linear.weight.data).zeros_like(linear.weight.data)
-
-
-def _head_columns(xp, heads, D):
-    """Column indices of the kept heads in a (.., H*D) projection."""
-    cols = [h * D + d for h in heads for d in range(D)]
-    return xp.asarray(cols, dtype=xp.int64)
-
-
-class GatedCausalSelfAttention(_HeadGates, Module):
-    """GPT-2's attention (`CausalSelfAttention`) with a gate on each head and a head count
-    that can shrink. The Linear layers are the original ones (same parameter names)."""
-
-    def __init__(self, attn):
-        C = attn.c_attn.weight.shape[0]
-        self.n_head = attn.n_head
-        self.head_dim = C // attn.n_head                     # D stays fixed when heads go
-        self.c_attn, self.c_proj, self.resid_dropout = attn.c_attn, attn.c_proj, attn.resid_dropout
-        self.attn_pdrop, self.dropout_rng = attn.attn_pdrop, attn.dropout_rng
-        self.training = attn.training
-        self._init_gates(self.n_head, attn.c_attn.weight.data)
-        self.cache = None
-
-    def named_children(self):
-        return [("c_attn", self.c_attn), ("c_proj", self.c_proj), ("resid_dropout", self.resid_dropout)]
-
-    def forward(self, x, key_mask=None):                     # (B, T, C) -> (B, T, C)
-        B, T, C = x.shape
-        H, D = self.n_head, self.head_dim
-        xp = get_xp(x)
-        qkv = self.c_attn.forward(x)                                  # (B, T, 3 H D)
-        q, k, v = qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4) # 3 x (B, H, T, D)
-        mask = causal_mask(xp, T)
-        if key_mask is not None:
-            mask = mask & key_mask
-        rng = self.dropout_rng() if (self.training and self.attn_pdrop > 0 and self.dropout_rng) else None
-        y, attn_cache = attention_forward(q, k, v, mask, self.attn_pdrop, rng)   # (B, H, T, D)
-        yg = y * self.gate[None, :, None, None]                       # gated heads
-        self.cache = (attn_cache, y, (B, T))
-        return self.resid_dropout.forward(self.c_proj.forward(merge_heads(yg)))
-
-    def backward(self, dout):                                # (B, T, C) -> (B, T, C)
-        attn_cache, y, (B, T) = self._check_cache()
-        H, D = self.n_head, self.head_dim
-        # undo: out = dropout(c_proj(merge(g * y)))
-        dyg = self.c_proj.backward(self.resid_dropout.backward(dout))          # (B, T, H D)
-        dyg = dyg.reshape(B, T, H, D).transpose(0, 2, 1, 3)                    # (B, H, T, D)
-        # undo: yg = g * y
-        dy = self._gate_backward(dyg, y)
-        # undo: y = attention(q, k, v)
-        dq, dk, dv = attention_backward(dy, attn_cache)
-        # undo: q, k, v = split(c_attn(x))
-        dqkv = get_xp(dout).stack((dq, dk, dv), axis=0)                        # (3, B, H, T, D)
-        return self.c_attn.backward(dqkv.transpose(1, 3, 0, 2, 4).reshape(B, T, 3 * H * D))
-
-    def forward_cached(self, x, past_k, past_v, pos):
-        """Generation with a KV cache, as CausalSelfAttention.forward_cached (no backward).
-        The model's buffers have the original H heads; only the first n_head are used."""
-        B, t, C = x.shape
-        H, D = self.n_head, self.head_dim
-        xp = get_xp(x)
-        q, k, v = self.c_attn.forward(x).reshape(B, t, 3, H, D).transpose(2, 0, 3, 1, 4)
-        self.c_attn.cache = None
-        past_k[:, :H, pos:pos + t] = k
-        past_v[:, :H, pos:pos + t] = v
-        S = pos + t
-        y, _ = attention_forward(q, past_k[:, :H, :S], past_v[:, :H, :S], causal_mask(xp, t, S))
-        out = self.c_proj.forward(merge_heads(y * self.gate[None, :, None, None]))
-        self.c_proj.cache = None
-        return out
-
-    def prune(self, heads):
-        """Remove the heads `heads` (indices among the current ones)."""
-        xp = get_xp(self.gate)
-        keep = [h for h in range(self.n_head) if h not in set(heads)]
-        H, D = self.n_head, self.head_dim
-        cols = _head_columns(xp, keep, D)                              # within each of q, k, v
-        _keep_columns(self.c_attn, xp.concatenate([cols, cols + H * D, cols + 2 * H * D]))
-        _keep_rows(self.c_proj, cols)
-        self.gate, self.importance = self.gate[keep].copy(), self.importance[keep].copy()
-        self.n_head = len(keep)
-        return keep
-
-
-class GatedBertSelfAttention(_HeadGates, Module):
-    """BERT's self-attention (a `MultiHeadAttention` without W_o, which BERT keeps in
-    `attention.output.dense`) with head gates; `out_proj` is that W_o Linear, shrunk with it."""
-
-    def __init__(self, mha, out_proj):
-        if mha.o is not None:
-            raise TypeError("GatedBertSelfAttention expects BERT's attention, without its own W_o")
-        self.names = mha.names
-        self.q, self.k, self.v = mha.q, mha.k, mha.v
-        self.n_head = mha.n_head
-        self.head_dim = mha.q.weight.shape[0] // mha.n_head
-        self.causal = mha.causal
-        self.attn_pdrop, self.dropout_rng = mha.attn_pdrop, mha.dropout_rng
-        self.training = mha.training
-        self.out_proj = out_proj                             # owned by BertSelfOutput, not a child here
-        self._init_gates(self.n_head, mha.q.weight.data)
-        self.cache = None
-
-    def named_children(self):
-        return [(self.names[0], self.q), (self.names[1], self.k), (self.names[2], self.v)]
-
-    def forward(self, x, kv=None, key_mask=None):            # (B, T, C) -> (B, T, H D)
-        if kv is not None:
-            raise NotImplementedError("head gates are written for self-attention")
-        q = split_heads(self.q.forward(x), self.n_head)               # (B, H, T, D)
-        k = split_heads(self.k.forward(x), self.n_head)
-        v = split_heads(self.v.forward(x), self.n_head)
-        rng = self.dropout_rng() if (self.training and self.attn_pdrop > 0 and self.dropout_rng) else None
-        y, attn_cache = attention_forward(q, k, v, key_mask, self.attn_pdrop, rng)   # (B, H, T, D)
-        self.cache = (attn_cache, y)
-        return merge_heads(y * self.gate[None, :, None, None])        # (B, T, H D)
-
-    def backward(self, dout):                                # (B, T, H D) -> (B, T, C)
-        attn_cache, y = self._check_cache()
-        # undo: out = merge(g * y)
-        dy = self._gate_backward(split_heads(dout, self.n_head), y)
-        # undo: y = attention(q, k, v)
-        dq, dk, dv = attention_backward(dy, attn_cache)
-        return (self.q.backward(merge_heads(dq)) + self.k.backward(merge_heads(dk))
-                + self.v.backward(merge_heads(dv)))
-
-    def prune(self, heads):
-        xp = get_xp(self.gate)
-        keep = [h for h in range(self.n_head) if h not in set(heads)]
-        cols = _head_columns(xp, keep, self.head_dim)
-        for lin in (self.q, self.k, self.v):
-            _keep_columns(lin, cols)
-        _keep_rows(self.out_proj, cols)
-        self.gate, self.importance = self.gate[keep].copy(), self.importance[keep].copy()
-        self.n_head = len(keep)
-        return keep
+def GatedBertSelfAttention(mha, out_proj=None):              # noqa: N802 (formerly a class)
+    """BERT's self-attention with a gate on each head (the same layer, gates switched on);
+    its W_o lives in `attention.output.dense` and shrinks with it (`model.prune_heads`)."""
+    return mha.enable_head_gates()
 
 
 # ----------------------------------------------------------------------------------------
@@ -346,20 +193,9 @@ class GatedBertSelfAttention(_HeadGates, Module):
 # ----------------------------------------------------------------------------------------
 
 def add_head_gates(model):
-    """Swap every block's attention for its gated version, in place (idempotent); returns
-    the list of gated attention layers, one per block."""
-    gated = []
-    for block in block_list(model):
-        if hasattr(block, "attn"):                                     # GPT block
-            if isinstance(block.attn, CausalSelfAttention):
-                block.attn = GatedCausalSelfAttention(block.attn)
-            gated.append(block.attn)
-        else:                                                          # BertLayer
-            att = block.attention
-            if isinstance(att.self_attention, MultiHeadAttention):
-                att.self_attention = GatedBertSelfAttention(att.self_attention, att.output.dense)
-            gated.append(att.self_attention)
-    return gated
+    """Switch on the gates of every self-attention layer, in forward order (idempotent);
+    returns those layers, one per block for GPT and BERT."""
+    return [m.enable_head_gates() for m in model.modules() if isinstance(m, MultiHeadAttention)]
 
 
 def head_importance(model, batches, normalize=True):
@@ -422,7 +258,9 @@ def prune_heads(model, heads):
         if len(set(hs)) >= g.n_head:
             raise ValueError(f"pruning heads {sorted(hs)} would leave layer {layer} with no head; "
                              "keep at least one (or remove the whole layer)")
-        kept[layer] = g.prune(hs)
+    for layer, hs in heads.items():
+        kept[layer] = [h for h in range(gated[layer].n_head) if h not in set(hs)]
+    model.prune_heads(heads)                     # the model knows where each layer's W_o lives
     return kept
 
 

@@ -176,7 +176,7 @@ class BertEmbeddings(Module):
         dx = self.LayerNorm.backward(self.dropout.backward(dout))           # (B, T, C)
         # undo: x = word[ids] + position[t] + token_type[tt]   (a sum: each table gets dx)
         self.token_type_embeddings.backward(dx)
-        self.position_embeddings.backward(dx.sum(axis=0, keepdims=True))    # positions shared by the batch
+        self.position_embeddings.backward(dx)               # positions (1, T), shared by the batch
         if ids is None:
             return dx                                                       # d loss / d inputs_embeds
         if self.pad_token_id is not None:
@@ -490,6 +490,15 @@ class BertPreTrainedModel(Module):
         return save_pretrained_folder(folder, self.config.to_dict(architecture=type(self).__name__),
                                       self.hf_state_dict())
 
+    def prune_heads(self, heads):
+        """Remove attention heads {layer: [head indices]} for good (as transformers'
+        `prune_heads`): their query/key/value columns and their rows of W_o, which BERT keeps
+        in `attention.output.dense`."""
+        model = getattr(self, "bert", self)
+        for layer, hs in heads.items():
+            attention = model.encoder.layer[layer].attention
+            attention.self_attention.prune_heads(hs, out_proj=attention.output.dense)
+
     # -- shared input checks -------------------------------------------------------------------
     def _check_inputs(self, input_ids, attention_mask, token_type_ids, inputs_embeds=None):
         """-> (ids or None, inputs_embeds or None, key_mask, token_type_ids) on the backend, or a
@@ -559,7 +568,7 @@ class BertModel(BertPreTrainedModel):
         require_config(type(self).__name__, config, BertConfig)
         self._init_common(config, dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
-        dropout_rng = self.dropout_generator
+        dropout_rng = self._dropout_gen             # the Generator itself: layers draw from it
         self.embeddings = BertEmbeddings(config, self.dtype, rng, dropout_rng)
         self.encoder = BertEncoder(config, self.dtype, rng, dropout_rng)
         self.pooler = BertPooler(config, self.dtype, rng) if add_pooling_layer else None
@@ -834,7 +843,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(p, self.dropout_generator)
+        self.dropout = Dropout(p, self._dropout_gen)
         self.classifier = Linear(config.hidden_size, config.num_labels, dtype=self.dtype, rng=rng,
                                  std=config.initializer_range)
 
@@ -886,7 +895,7 @@ class BertForTokenClassification(BertPreTrainedModel):
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(p, self.dropout_generator)
+        self.dropout = Dropout(p, self._dropout_gen)
         self.classifier = Linear(config.hidden_size, config.num_labels, dtype=self.dtype, rng=rng,
                                  std=config.initializer_range)
 

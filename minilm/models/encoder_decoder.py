@@ -26,8 +26,7 @@ from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention
 from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
-from ..ops import (attention_forward, causal_mask, linear_backward, linear_forward, merge_heads,
-                   padding_mask, split_heads)
+from ..ops import linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
                      same_shape)
 from .output import ModelOutput
@@ -130,39 +129,6 @@ def shift_tokens_right(labels, pad_token_id, decoder_start_token_id):
 def xavier_std(n_in, n_out):
     """Glorot/Xavier normal std, sqrt(2 / (fan_in + fan_out)): the usual Transformer init."""
     return math.sqrt(2.0 / (n_in + n_out))
-
-
-def _project(linear, x):
-    """x W + b with a Linear's weights and no cache kept (inference only)."""
-    return linear_forward(x, linear.weight.data, linear.bias.data)[0]
-
-
-def cached_self_attention(attn, x, past_k, past_v, pos):
-    """Decoder self-attention for new positions pos .. pos+t-1, with a key/value cache.
-
-    x: (N, t, C); past_k, past_v: (N, H, Tmax, D) buffers holding the keys and values of
-    positions < pos, filled here at [pos, pos+t). Each earlier position's k and v are
-    computed once, not once per generated token. Returns (N, t, C); no backward.
-    """
-    xp = get_xp(x)
-    H = attn.n_head
-    q = split_heads(_project(attn.q, x), H)                                # (N, H, t, D)
-    t = q.shape[2]
-    past_k[:, :, pos:pos + t] = split_heads(_project(attn.k, x), H)
-    past_v[:, :, pos:pos + t] = split_heads(_project(attn.v, x), H)
-    S = pos + t
-    y, _ = attention_forward(q, past_k[:, :, :S], past_v[:, :, :S], causal_mask(xp, t, S))
-    return _project(attn.o, merge_heads(y))                                # (N, t, C)
-
-
-def memory_attention(attn, x, memory_k, memory_v, src_mask):
-    """Cross-attention over encoder keys/values projected once per source (inference only).
-
-    x: (N, t, C), memory_k, memory_v: (N, H, S, D), src_mask: (N, 1, 1, S) or None -> (N, t, C)
-    """
-    q = split_heads(_project(attn.q, x), attn.n_head)                      # (N, H, t, D)
-    y, _ = attention_forward(q, memory_k, memory_v, src_mask)              # (N, H, t, D)
-    return _project(attn.o, merge_heads(y))
 
 
 class EncoderLayer(Module):
@@ -288,10 +254,10 @@ class DecoderLayer(Module):
     def forward_cached(self, y, cache, pos, src_mask):
         """Inference for new target positions pos .. pos+t-1 (y: (N, t, C)), reading and
         filling this layer's `cache` (see Seq2SeqTransformer.init_decoder_cache). No backward."""
-        h1 = self._residual(y, lambda x: cached_self_attention(
-            self.self_attn, x, cache["self_k"], cache["self_v"], pos), self.norm1)
-        h2 = self._residual(h1, lambda x: memory_attention(
-            self.multihead_attn, x, cache["memory_k"], cache["memory_v"], src_mask), self.norm2)
+        h1 = self._residual(y, lambda x: self.self_attn.forward_cached(
+            x, cache["self_k"], cache["self_v"], pos), self.norm1)
+        h2 = self._residual(h1, lambda x: self.multihead_attn.forward_memory(
+            x, cache["memory_k"], cache["memory_v"], src_mask), self.norm2)
         return self._residual(h2, self.ffn.forward, self.norm3)
 
 
@@ -417,7 +383,7 @@ class Seq2SeqTransformer(Module):
         self.dtype = resolve_dtype(dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
         self._dropout_gen = get_xp().random.default_rng(config.seed + 1)
-        dropout_rng = self.dropout_generator
+        dropout_rng = self._dropout_gen             # the Generator itself: layers draw from it
         positions = sinusoidal_positions(get_xp(), config.max_position_embeddings, config.d_model,
                                          self.dtype)
         self.encoder = TransformerEncoder(config, self.dtype, rng, dropout_rng, positions)
@@ -595,10 +561,9 @@ class Seq2SeqTransformer(Module):
         shape = (N, H, max_len, cfg.d_model // H)
         cache = []
         for layer in self.decoder.layers:
-            attn = layer.multihead_attn
+            memory_k, memory_v = layer.multihead_attn.project_memory(memory)      # (N, H, S, D)
             cache.append({"self_k": xp.zeros(shape, self.dtype), "self_v": xp.zeros(shape, self.dtype),
-                          "memory_k": split_heads(_project(attn.k, memory), H),
-                          "memory_v": split_heads(_project(attn.v, memory), H)})
+                          "memory_k": memory_k, "memory_v": memory_v})
         return cache
 
     def decode_step(self, tgt, cache, pos, src_mask=None):

@@ -148,7 +148,7 @@ class GPT(Module):
         self.dtype = resolve_dtype(dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
         self._dropout_gen = get_xp().random.default_rng(config.seed + 1)
-        dropout_rng = self.dropout_generator
+        dropout_rng = self._dropout_gen             # the Generator itself: layers draw from it
         self.transformer = GPTBackbone(config, self.dtype, rng, dropout_rng)
         self._loss_cache = None
         self._head_cache = None
@@ -189,9 +189,9 @@ class GPT(Module):
             am = as_mask("attention_mask", attention_mask, like)    # 0/1, bool or float 0./1.
             key_mask = padding_mask(am)                          # (B, 1, 1, T)
 
-        # embeddings: x = wte[ids] + wpe[positions]
+        # embeddings: x = wte[ids] + wpe[positions], positions 0..T-1 shared by every row
         tok = tr.wte.forward(ids) if ids is not None else embeds            # (B, T, C)
-        x = tok + tr.wpe.weight.data[:T]                         # (B, T, C)
+        x = tok + tr.wpe.forward(get_xp(tok).arange(T)[None, :])           # (B, T, C)
         self._embeds_given = ids is None
         x = tr.drop.forward(x)
         hidden_states = []
@@ -271,11 +271,17 @@ class GPT(Module):
             dx = _plus(tr.h[i].backward(dx), dhs[i])
         # undo: x = dropout(wte[ids] + wpe[pos])  (the embedding's own contribution to wte)
         dx = tr.drop.backward(dx)                               # (B, T, C)
-        tr.wpe.weight.grad[:dx.shape[1]] += dx.sum(axis=0)      # every row used positions 0..T-1
+        tr.wpe.backward(dx)                                     # positions: (1, T) ids, (B, T, C) gradient
         if self._embeds_given:
             return dx                                           # d loss / d inputs_embeds
         tr.wte.backward(dx)
         return None
+
+    def prune_heads(self, heads):
+        """Remove attention heads {layer: [head indices]} for good (as transformers'
+        `prune_heads`): their columns of c_attn and rows of c_proj go."""
+        for layer, hs in heads.items():
+            self.transformer.h[layer].attn.prune_heads(hs)
 
     # -- inference with a KV cache ---------------------------------------------------------
     def init_kv_cache(self, batch_size, max_len):
