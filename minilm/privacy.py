@@ -279,10 +279,8 @@ def _example_grads(p, gs, name, B, check):
     if tuple(gs.shape) != (B,) + tuple(p.shape):
         raise ValueError(
             f"parameter {name!r} has per-example gradients of shape {tuple(gs.shape)}, not "
-            f"(B={B}, *{tuple(p.shape)}): its layer summed over the batch before the per-example step "
-            "(BertEmbeddings and GPT sum the position-embedding gradient over the batch). Leave that "
-            "parameter out of `params` (per_example_parameters(model) does; it then stays at its "
-            "initial value) or fix the layer.")
+            f"(B={B}, *{tuple(p.shape)}): its layer summed over the batch before the per-example step. "
+            "Leave that parameter out of `params` (it then stays at its initial value) or fix the layer.")
     if check:                           # the per-example pieces must add up to the batch gradient
         xp = get_xp(gs)
         err = float(xp.abs(gs.sum(axis=0) - p.grad).max())
@@ -293,17 +291,6 @@ def _example_grads(p, gs, name, B, check):
                 f"(max error {err:.3g}, gradient scale {scale:.3g}); some use of it (a tied weight, such "
                 "as the MLM decoder tied to the word embeddings) adds to .grad without a per-example term")
     return gs * B
-
-
-BATCH_SUMMED = ("position_embeddings.weight", "wpe.weight")
-"""Parameters whose layer adds up the batch before its per-example step (the position tables of
-BertEmbeddings and GPT look up one (1, T) row of positions for the whole batch)."""
-
-
-def per_example_parameters(model):
-    """model.parameters() minus the BATCH_SUMMED ones: what DP-SGD can train on a BERT or GPT
-    today (the position embeddings then stay at their initial values)."""
-    return [p for name, p in model.named_parameters() if not name.endswith(BATCH_SUMMED)]
 
 
 def _batch_size(batch):

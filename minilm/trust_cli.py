@@ -99,7 +99,7 @@ def plot_dp(results, path, delta):
 
 
 def cmd_dp(args):
-    from .privacy import noise_multiplier_for, per_example_parameters, train_dp
+    from .privacy import noise_multiplier_for, train_dp
     out = _out(args, "dp")
     models = ["head", "tinybert"] if args.model == "both" else [args.model]
     results = []
@@ -122,7 +122,7 @@ def cmd_dp(args):
                 model = make_model(seed)
                 hist, spent = train_dp(model, train, steps, sigma, args.clip, q, lr=lr, optimizer=opt,
                                        momentum=0.9 if opt == "sgd" else 0.0,
-                                       params=per_example_parameters(model), delta=args.delta, seed=seed,
+                                       delta=args.delta, seed=seed,
                                        eval_data=test, eval_every=steps)
                 accs.append(hist[-1]["test_acc"])
             row = {"model": kind, "target_epsilon": eps, "epsilon": spent, "noise_multiplier": sigma,

@@ -446,7 +446,7 @@ def test_every_training_loop_is_the_trainer(monkeypatch, tmp_path):
     from minilm.finetune import PretrainArgs, pydoc_documents, run_pretraining
     from minilm.models import GPT, GPTConfig
     from minilm.multimodal import CLIPConfig, CLIPModel, ShapesData, train_clip
-    from minilm.privacy import per_example_parameters, train_dp
+    from minilm.privacy import train_dp
     from minilm.trust_common import tiny_bert_classifier, train_classifier, word_tokenizer
 
     steps = []
@@ -465,7 +465,7 @@ def test_every_training_loop_is_the_trainer(monkeypatch, tmp_path):
             "labels": np.array([1, 0] * 3)}
     bert = tiny_bert_classifier(tok.vocab_size, hidden_size=8, num_layers=1, num_heads=2,
                                 intermediate_size=16, dropout=0.0, dtype="float64", seed=0)
-    assert count(lambda: train_dp(bert, data, 3, 1.0, 1.0, 0.5, params=per_example_parameters(bert))) == 3
+    assert count(lambda: train_dp(bert, data, 3, 1.0, 1.0, 0.5, params=bert.parameters())) == 3
     assert count(lambda: train_dp(bert, data, 2, 0.0, 1.0, 0.5)) == 2
     assert count(lambda: local_update(bert, data, np.arange(6), epochs=2, batch_size=4)) == 4
     assert count(lambda: train_classifier(bert, data, epochs=2, batch_size=4)) == 4

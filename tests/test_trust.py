@@ -171,13 +171,13 @@ def _dp_batch(tok):
 
 
 def test_per_example_gradients_sum_to_the_batch_gradient(tiny):
-    from minilm.privacy import per_example_gradients, per_example_parameters
+    from minilm.privacy import per_example_gradients
     model, tok = tiny
     batch = _dp_batch(tok)
     B = len(batch["labels"])
-    params = per_example_parameters(model)
+    params = model.parameters()
     loss, grads = per_example_gradients(model, batch, params)
-    assert len(params) == len(model.parameters()) - 1           # all but the position table
+    assert any(p is model.bert.embeddings.position_embeddings.weight for p in params)
     # relative to each tensor's largest entry, with a floor at the whole gradient's scale (a
     # key bias's gradient is 0 in exact arithmetic: both sides are round-off there)
     floor = max(float(np.abs(p.grad).max()) for p in params)
@@ -233,10 +233,10 @@ def test_dpsgd_step_is_clip_sum_noise_divide(tiny):
     (sum of clipped per-example gradients + sigma C z) / (q N)."""
     from minilm.backend import random_normal
     from minilm.optim import SGD
-    from minilm.privacy import DPSGD, clip_per_example, per_example_gradients, per_example_parameters
+    from minilm.privacy import DPSGD, clip_per_example, per_example_gradients
     model, tok = tiny
     batch = _dp_batch(tok)
-    params = per_example_parameters(model)
+    params = model.parameters()
     _, grads = per_example_gradients(model, batch, params)
     clipped, _, _ = clip_per_example(grads, 0.05)
     dp = DPSGD(model, SGD(params, lr=0.0), noise_multiplier=0.7, max_grad_norm=0.05, sample_rate=0.3,
@@ -254,9 +254,9 @@ def test_dpsgd_step_is_clip_sum_noise_divide(tiny):
 
 def test_dp_errors(tiny):
     from minilm.optim import SGD
-    from minilm.privacy import DPSGD, clip_per_example, per_example_parameters
+    from minilm.privacy import DPSGD, clip_per_example
     model, _ = tiny
-    params = per_example_parameters(model)
+    params = model.parameters()
     opt = SGD(params, lr=0.1)
     for sigma in (0.0, -1.0):
         with pytest.raises(ValueError, match="noise_multiplier must be > 0"):
@@ -267,7 +267,7 @@ def test_dp_errors(tiny):
         with pytest.raises(ValueError, match="max_grad_norm"):
             clip_per_example([np.ones((2, 3))], C)
     with pytest.raises(ValueError, match="exactly the parameters"):
-        DPSGD(model, SGD(model.parameters(), lr=0.1), 1.0, 1.0, 0.1, dataset_size=10, params=params)
+        DPSGD(model, SGD(model.parameters(), lr=0.1), 1.0, 1.0, 0.1, dataset_size=10, params=params[1:])
     with pytest.raises(ValueError, match="sample_rate"):
         DPSGD(model, opt, 1.0, 1.0, 1.5, dataset_size=10, params=params)
 
@@ -522,14 +522,14 @@ def test_tied_mlm_decoder_per_example_error_is_clear():
     """BertForMaskedLM's decoder reuses the word-embedding table but adds only to .grad: the
     per-example gradients then miss a term, which per_example_gradients detects."""
     from minilm.models import BertConfig, BertForMaskedLM
-    from minilm.privacy import per_example_gradients, per_example_parameters
+    from minilm.privacy import per_example_gradients
     cfg = BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=16, max_position_embeddings=8, hidden_dropout_prob=0.0,
                      attention_probs_dropout_prob=0.0)
     model = BertForMaskedLM(cfg, dtype="float64")
     batch = {"input_ids": np.array([[2, 5, 4, 3], [2, 6, 7, 3]]), "labels": np.array([[-100, 5, 9, -100]] * 2)}
     with pytest.raises(ValueError, match="word_embeddings.*do not add up"):
-        per_example_gradients(model, batch, per_example_parameters(model))
+        per_example_gradients(model, batch, model.parameters())
 
 
 @pytest.mark.parametrize("op", ["linear", "embedding", "layernorm"])
@@ -591,9 +591,9 @@ def test_backward_hooks_see_dout_and_cache_and_come_off():
 
 
 def test_per_example_gradients_leave_no_hooks_or_grad_sample(tiny):
-    from minilm.privacy import per_example_gradients, per_example_parameters
+    from minilm.privacy import per_example_gradients
     model, tok = tiny
-    per_example_gradients(model, _dp_batch(tok), per_example_parameters(model))
+    per_example_gradients(model, _dp_batch(tok), model.parameters())
     assert all(m.backward_hooks == () for m in model.modules())
     assert all(p.grad_sample is None for p in model.parameters())
     model.zero_grad()
