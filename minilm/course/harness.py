@@ -136,7 +136,7 @@ def _restore():
                 if now.get(attr, _MISSING) is not value:
                     changed.append(f"{name}.{cls.__name__}.{attr} was patched")
                     setattr(cls, attr, value)
-            for attr in set(now) - set(cls_attrs):
+            for attr in set(now) - set(cls_attrs) - _PYTHON_CACHES:
                 changed.append(f"{name}.{cls.__name__}.{attr} was added")
                 delattr(cls, attr)
         for fn, state in functions.items():
@@ -151,17 +151,33 @@ def _restore():
             _reparent(_snapshot[stream], ip)
     if ip is not None and hooks is not None:
         for event, callbacks in ip.events.callbacks.items():
-            if list(callbacks) != hooks["events"].get(event, []):
-                changed.append(f"an IPython '{event}' callback was registered")
-                callbacks[:] = hooks["events"].get(event, [])
+            before = hooks["events"].get(event, [])
+            added = [cb for cb in callbacks if cb not in before and _from_submission(cb)]
+            if added:
+                changed.append(f"an IPython '{event}' callback was registered by the submission")
+                callbacks[:] = [cb for cb in callbacks if cb not in added]
         for attr in ("input_transformers_cleanup", "input_transformers_post", "ast_transformers"):
-            if list(getattr(ip, attr)) != hooks[attr]:
-                changed.append(f"IPython's {attr} were changed")
-                getattr(ip, attr)[:] = hooks[attr]
+            current = getattr(ip, attr)
+            added = [t for t in current if t not in hooks[attr] and _from_submission(t)]
+            if added:
+                changed.append(f"IPython's {attr} were changed by the submission")
+                current[:] = [t for t in current if t not in added]
     return changed
 
 
 _MISSING = object()
+# What Python itself adds to classes as it goes (copy and pickle cache the slot names).
+_PYTHON_CACHES = {"__slotnames__"}
+
+
+def _from_submission(hook):
+    """A hook whose code the submission wrote (a library's, such as matplotlib's inline
+    figure flushing, is left alone)."""
+    fn = getattr(hook, "__func__", hook)
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+    if code is None:
+        return False
+    return not _checks._is_library_frame(code.co_filename)
 
 
 def _reparent(stream, ip):
