@@ -396,7 +396,7 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
     for _ in range(new_tokens):
         t0 = time.perf_counter()
         logits = model.forward(ids).logits[:, -1]                 # (1, V)
-        model._clear_caches()
+        model.clear_caches()
         plain_times.append(time.perf_counter() - t0)
         ids = np.concatenate([ids, np.argmax(logits, axis=-1)[:, None]], axis=1)
     same = seq == ids[0, context:].tolist()

@@ -213,9 +213,7 @@ def mlm_template_probe(model, tokenizer, templates, targets=("he", "she")):
         logits = to_numpy(model(input_ids, attention_mask=enc["attention_mask"]).logits).astype(np.float64)
     finally:
         model.train(was)
-        for m in model.modules():
-            if hasattr(m, "cache"):
-                m.cache = None
+        model.clear_caches()                                          # a forward for its logits only
     z = logits[rows, cols]                                             # (n, V) at the masks
     logp = z - z.max(axis=1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))

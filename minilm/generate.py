@@ -126,7 +126,7 @@ def _generate(model, ids, max_new_tokens, do_sample, temperature, top_k, top_p, 
             if not use_cache:
                 ctx = out[:, max(0, T - n_ctx):T]
                 logits = model.forward(ctx).logits[:, -1]
-                model._clear_caches()
+                model.clear_caches()
             last = to_numpy(logits)                                   # (B, V)
             if do_sample:
                 z = filter_logits(last, temperature, top_k, top_p)

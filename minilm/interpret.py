@@ -18,11 +18,10 @@ a fine-tuned MiniLM, and any model that says where its word embeddings are (belo
 Two families:
 - gradient methods (saliency = gradient x input, integrated gradients) differentiate f with
   respect to the *word embeddings* x_t (the rows looked up from the table, before the position
-  and segment embeddings are added). minilm's models do not expose that gradient, so a small
-  tap (`_EmbeddingTap`) stands in for the word-embedding layer during the call: its forward
-  returns the embeddings we choose (interpolated ones, for integrated gradients) and its
-  backward records the gradient that arrives. The model is restored afterwards, and its
-  parameter gradients are left exactly as they were.
+  and segment embeddings are added). They use the model's public doors, as with transformers:
+  `model(inputs_embeds=...)` takes the embeddings we choose (interpolated ones, for integrated
+  gradients) and `model.backward(dlogits)` returns d f / d inputs_embeds. The model's parameter
+  gradients are left exactly as they were.
 - perturbation methods (occlusion, LIME, Kernel SHAP) only run forwards on edited inputs:
   a token is replaced by [MASK] (or [PAD], or any id) or dropped from the sequence.
 
@@ -31,9 +30,9 @@ Which positions are explained: the real tokens (attention_mask = 1) except the s
 pass as `positions`. Special tokens keep their value in every baseline and perturbation, and
 positions not explained get attribution 0.
 
-A model that is not a BERT can expose its word embeddings by defining
-`word_embedding_site() -> (owner_module, attribute_name)`, where `getattr(owner, name)` is the
-Embedding layer the model calls as `.forward(ids)` / `.backward(dout)`.
+The model must take `inputs_embeds=` and `output_attentions=` (every minilm model does), and
+say where its word embeddings are with `get_input_embeddings()` (an Embedding), as in
+transformers.
 """
 import itertools
 import math
@@ -42,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .backend import asarray, get_xp, to_numpy
-from .layers import CausalSelfAttention, Module, MultiHeadAttention
+from .layers import MultiHeadAttention
 
 
 # ---------------------------------------------------------------------------------------------
@@ -51,15 +50,7 @@ from .layers import CausalSelfAttention, Module, MultiHeadAttention
 
 def attention_layers(model):
     """Every attention module of `model`, in forward order (BERT: one per encoder layer)."""
-    return [m for m in model.modules() if isinstance(m, (MultiHeadAttention, CausalSelfAttention))]
-
-
-def _clear_caches(model):
-    for m in model.modules():
-        if hasattr(m, "cache"):
-            m.cache = None
-    if hasattr(model, "_loss_cache"):
-        model._loss_cache = None
+    return [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
 
 
 def attention_maps(model, input_ids, attention_mask=None, token_type_ids=None):
@@ -67,27 +58,18 @@ def attention_maps(model, input_ids, attention_mask=None, token_type_ids=None):
 
     input_ids: (B, T) (or (T,)) -> NumPy (L, B, H, T, S): entry [l, b, h, i, j] is how much
     query i attends to key j in head h of layer l (rows sum to 1; padded keys get 0).
-    They are read from each attention layer's cache: `attention_forward` keeps the softmax
-    output P (as dropout(P), which is P itself in eval mode) for its backward.
+    They are the model's `out.attentions` (output_attentions=True, as in transformers).
     """
     ids, mask, tt = _batch_inputs(input_ids, attention_mask, token_type_ids)
-    layers = attention_layers(model)
-    if not layers:
-        raise TypeError(f"{type(model).__name__} has no MultiHeadAttention / CausalSelfAttention layer")
     was = model.training
     model.eval()
     try:
-        _call(model, ids, mask, tt)
-        maps = []
-        for layer in layers:
-            if layer.cache is None:
-                raise RuntimeError(f"an attention layer of {type(model).__name__} kept no cache: "
-                                   "was it used in the forward?")
-            attn_cache = layer.cache[0]           # (attention_forward's cache, ...)
-            maps.append(to_numpy(attn_cache[3]).copy())    # Pd = dropout(P) = P in eval: (B, H, T, S)
-        return np.stack(maps)                     # (L, B, H, T, S)
+        out = _forward(model, ids, mask, tt, output_attentions=True)
+        if not out.attentions:
+            raise TypeError(f"{type(model).__name__} returned no attentions")
+        return np.stack([to_numpy(a).copy() for a in out.attentions])   # (L, B, H, T, S)
     finally:
-        _clear_caches(model)
+        model.clear_caches()
         model.train(was)
 
 
@@ -180,7 +162,7 @@ def plot_attributions(tokens, values, path=None, title=None, ax=None):
 
 
 # ---------------------------------------------------------------------------------------------
-# The plumbing: inputs, the score f(x), the word-embedding tap
+# The plumbing: inputs, the score f(x), the word embeddings
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
@@ -213,54 +195,32 @@ def _batch_inputs(input_ids, attention_mask, token_type_ids):
     return ids, as_ids(attention_mask), as_ids(token_type_ids)
 
 
-def _call(model, ids, mask, tt):
-    kwargs = {}
+def _forward(model, ids, mask, tt, **kwargs):
+    """model(ids or inputs_embeds=..., attention_mask, token_type_ids, **kwargs)."""
     if mask is not None:
         kwargs["attention_mask"] = mask
     if tt is not None:
         kwargs["token_type_ids"] = tt
-    out = model(ids, **kwargs)
+    return model(ids, **kwargs) if ids is not None else model(**kwargs)
+
+
+def _call(model, ids, mask, tt, inputs_embeds=None):
+    if inputs_embeds is not None:
+        out = _forward(model, None, mask, tt, inputs_embeds=inputs_embeds)
+    else:
+        out = _forward(model, ids, mask, tt)
     if not hasattr(out, "logits"):
         raise TypeError(f"{type(model).__name__} returns no .logits: the attribution methods explain "
                         "a classifier's logits (use a BertFor...Classification head)")
     return out.logits
 
 
-def _word_embedding_site(model):
-    """(owner, attribute) of the word-embedding layer: model.word_embedding_site(), or
-    BERT's `bert.embeddings.word_embeddings` / BertModel's `embeddings.word_embeddings`."""
-    if hasattr(model, "word_embedding_site"):
-        return model.word_embedding_site()
-    for path in ("bert.embeddings", "embeddings"):
-        owner = model
-        for part in path.split("."):
-            owner = getattr(owner, part, None)
-        if owner is not None and hasattr(owner, "word_embeddings"):
-            return owner, "word_embeddings"
-    raise TypeError(f"cannot find the word embeddings of {type(model).__name__}: define "
-                    "word_embedding_site() -> (module, attribute name) on the model")
-
-
-class _EmbeddingTap(Module):
-    """Stands in for an Embedding layer: forward returns `override` (B, T, C) when set (else
-    the real lookup), backward records the gradient that arrives instead of updating the table."""
-
-    def __init__(self, embedding):
-        self.embedding = embedding
-        self.weight = embedding.weight
-        self.override = None
-        self.grad = None
-
-    def forward(self, ids):
-        if self.override is None:
-            return self.embedding.weight.data[ids]
-        if tuple(self.override.shape[:-1]) != tuple(ids.shape):
-            raise ValueError(f"embeddings {tuple(self.override.shape)} do not match ids {tuple(ids.shape)}")
-        return self.override
-
-    def backward(self, dout):
-        self.grad = dout
-        return None
+def _input_embeddings(model):
+    """The word-embedding layer: `model.get_input_embeddings()`, as in transformers."""
+    if not hasattr(model, "get_input_embeddings"):
+        raise TypeError(f"cannot find the word embeddings of {type(model).__name__}: define "
+                        "get_input_embeddings() -> the Embedding layer on the model")
+    return model.get_input_embeddings()
 
 
 class _Explainer:
@@ -312,15 +272,15 @@ class _Explainer:
             model.eval()
             K = self._logits_of(self.ids[None], self.mask[None]).shape[-1]
         finally:
-            _clear_caches(model)
+            model.clear_caches()
             model.train(was)
         if not 0 <= self.target < K:
             raise ValueError(f"target class {self.target} is outside [0, {K})")
 
     # -- forwards -------------------------------------------------------------------------
-    def _logits_of(self, ids, mask):
+    def _logits_of(self, ids, mask, inputs_embeds=None):
         tt = None if self.tt is None else np.broadcast_to(self.tt, ids.shape)
-        return _call(self.model, ids, mask, tt)
+        return _call(self.model, ids, mask, tt, inputs_embeds)
 
     def _select(self, logits):
         """(n, K) logits of the explained position."""
@@ -356,7 +316,7 @@ class _Explainer:
             for i in range(0, len(ids), self.batch_size):
                 out.append(self._score(self._select(self._logits_of(ids[i:i + self.batch_size],
                                                                      mask[i:i + self.batch_size])))[0])
-            _clear_caches(self.model)
+            self.model.clear_caches()
             return np.concatenate(out)
         finally:
             self.model.train(was)
@@ -364,52 +324,42 @@ class _Explainer:
     # -- gradients w.r.t. the word embeddings ---------------------------------------------
     def word_embeddings(self, ids=None):
         """The rows x_t = E[ids_t] the model looks up, as a NumPy float64 (T, C) array."""
-        owner, name = _word_embedding_site(self.model)
-        E = getattr(owner, name).weight.data
+        E = _input_embeddings(self.model).weight.data
         return to_numpy(E[asarray(self.ids if ids is None else ids)]).astype(np.float64)
 
     def grads(self, embeds):
         """embeds: (n, T, C) NumPy -> (f (n,), df/dembeds (n, T, C)) NumPy float64, chunked."""
         model = self.model
-        owner, name = _word_embedding_site(model)
-        real = getattr(owner, name)
-        tap = _EmbeddingTap(real)
+        E = _input_embeddings(model).weight.data
         params = model.parameters()
         saved = [(p.grad, p.grad_sample) for p in params]
-        saved_pad = getattr(owner, "pad_token_id", None)
         was = model.training
         fs, gs = [], []
         try:
             model.eval()
-            setattr(owner, name, tap)
-            if hasattr(owner, "pad_token_id"):
-                owner.pad_token_id = None                # BERT zeroes the [PAD] rows' gradient; not here
-            xp = get_xp(real.weight.data)
+            xp = get_xp(E)
             for p in params:
                 p.grad = xp.zeros_like(p.data)
                 p.grad_sample = None
             for i in range(0, len(embeds), self.batch_size):
                 e = embeds[i:i + self.batch_size]
                 n = len(e)
-                tap.override = asarray(e).astype(real.weight.data.dtype)
                 ids = np.broadcast_to(self.ids, (n, self.T))
-                logits = self._logits_of(ids, np.broadcast_to(self.mask, (n, self.T)))
+                logits = self._logits_of(ids, np.broadcast_to(self.mask, (n, self.T)),
+                                         inputs_embeds=asarray(e).astype(E.dtype))
                 f, dz = self._score(self._select(logits))
                 dlogits = xp.zeros(logits.shape, dtype=logits.dtype)
                 if logits.ndim == 3:
                     dlogits[:, self.target_position] = dz
                 else:
                     dlogits[...] = dz
-                model.backward(dlogits)
+                dembeds = model.backward(dlogits)               # d f / d inputs_embeds (n, T, C)
                 fs.append(f)
-                gs.append(to_numpy(tap.grad).astype(np.float64))
+                gs.append(to_numpy(dembeds).astype(np.float64))
         finally:
-            setattr(owner, name, real)
-            if hasattr(owner, "pad_token_id"):
-                owner.pad_token_id = saved_pad
             for p, (g, gsample) in zip(params, saved):
                 p.grad, p.grad_sample = g, gsample
-            _clear_caches(model)
+            model.clear_caches()
             model.train(was)
         return np.concatenate(fs), np.concatenate(gs)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .backend import get_xp, host_rng, resolve_dtype, to_numpy, asarray
+from . import layers
 from .layers import Embedding, FeedForward, LayerNorm, Linear, Module, MultiHeadAttention, new_param
 from .models.output import ModelOutput
 from .ops import padding_mask
@@ -136,27 +137,13 @@ class CLIPConfig:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
 
 
-class PreLNBlock(Module):
-    """Pre-norm transformer block: h = x + attn(ln1(x)); out = h + ffn(ln2(h))."""
-
-    def __init__(self, C, H, F, dtype, rng):
-        self.ln1 = LayerNorm(C, 1e-5, dtype)
-        self.attn = MultiHeadAttention(C, H, 0.0, dtype, rng)
-        self.ln2 = LayerNorm(C, 1e-5, dtype)
-        self.mlp = FeedForward(C, F, "gelu", dtype, rng)
-
-    def named_children(self):
-        return [("ln1", self.ln1), ("attn", self.attn), ("ln2", self.ln2), ("mlp", self.mlp)]
-
-    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
-        h = x + self.attn.forward(self.ln1.forward(x), key_mask=key_mask)
-        return h + self.mlp.forward(self.ln2.forward(h))
-
-    def backward(self, dout):
-        # undo: out = h + mlp(ln2(h))   (h reaches out twice: add both)
-        dh = dout + self.ln2.backward(self.mlp.backward(dout))
-        # undo: h = x + attn(ln1(x))
-        return dh + self.ln1.backward(self.attn.backward(dh))
+def PreLNBlock(C, H, F, dtype, rng):                       # noqa: N802 (a block, built)
+    """Pre-norm transformer block: h = x + attn(ln1(x)); out = h + mlp(ln2(h)) (no dropout);
+    minilm.layers.PreLNBlock with this tower's names."""
+    return layers.PreLNBlock([("ln1", "attn_norm", LayerNorm(C, 1e-5, dtype)),
+                              ("attn", "attn", MultiHeadAttention(C, H, 0.0, dtype, rng)),
+                              ("ln2", "ffn_norm", LayerNorm(C, 1e-5, dtype)),
+                              ("mlp", "ffn", FeedForward(C, F, "gelu", dtype, rng))])
 
 
 def patchify(images, P):
@@ -185,7 +172,7 @@ class _Encoder(Module):
     def _tower_forward(self, x, key_mask):                  # (B, T, C) -> (B, E)
         x = x + self.position.data[None, :x.shape[1]]
         for block in self.blocks:
-            x = block.forward(x, key_mask)
+            x = block.forward(x, key_mask=key_mask)
         x = self.ln_f.forward(x)
         self.cache = x.shape
         return self.proj.forward(x[:, 0])                   # the [CLS] position

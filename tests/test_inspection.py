@@ -161,7 +161,7 @@ def test_seq2seq_states_and_attentions_are_consistent(norm_first):
     assert np.allclose(dec[-1] @ E.T, out.logits, rtol=0, atol=1e-12)
     # the entries are the stacks' inputs: layer i's input is state i
     src_mask = (SRC_MASK != 0)[:, None, None, :]
-    x = model.encoder.layers[1].forward(enc[1], src_mask)
+    x = model.encoder.layers[1].forward(enc[1], key_mask=src_mask)
     if not norm_first:
         assert np.allclose(x, enc[2], rtol=0, atol=1e-12)
     B, H, S, T = 2, 2, 5, 4

@@ -69,7 +69,7 @@ def test_encoder_layer_gradcheck(B, S, norm_first, seed):
     rng = np.random.default_rng(seed)
     layer = EncoderLayer(layer_cfg(norm_first), np.float64, np.random.default_rng(seed), None)
     x = rng.standard_normal((B, S, 8))
-    result = gradcheck(layer, x, src_mask=padding_mask(lengths_mask(rng, B, S)), seed=seed)
+    result = gradcheck(layer, x, key_mask=padding_mask(lengths_mask(rng, B, S)), seed=seed)
     assert result.ok, f"\n{result}"
 
 
@@ -82,8 +82,8 @@ def test_decoder_layer_gradcheck(B, T, S, norm_first, seed):
     rng = np.random.default_rng(seed)
     layer = DecoderLayer(layer_cfg(norm_first), np.float64, np.random.default_rng(seed), None)
     y, memory = rng.standard_normal((B, T, 8)), rng.standard_normal((B, S, 8))
-    result = gradcheck(layer, y, memory, tgt_mask=padding_mask(lengths_mask(rng, B, T)),
-                       src_mask=padding_mask(lengths_mask(rng, B, S)), seed=seed)
+    result = gradcheck(layer, y, memory, key_mask=padding_mask(lengths_mask(rng, B, T)),
+                       memory_mask=padding_mask(lengths_mask(rng, B, S)), seed=seed)
     assert result.rows[0][0] == "input 0" and result.rows[1][0] == "input 1"
     assert result.ok, f"\n{result}"
 

@@ -385,6 +385,17 @@ class BertPreTrainedModel(Module):
     def dropout_generator(self):
         return self._dropout_gen
 
+    def clear_caches(self):
+        """Drop what the last forward kept for a backward (a forward run only for its outputs:
+        evaluation, a frozen teacher, interpretation)."""
+        for m in self.modules():
+            m.cache = None
+        self._loss_cache = None
+
+    def get_input_embeddings(self):
+        """The word-embedding layer (an Embedding), as transformers' get_input_embeddings()."""
+        return getattr(self, "bert", self).embeddings.word_embeddings
+
     def rng_state(self):
         return self._dropout_gen.bit_generator.state
 

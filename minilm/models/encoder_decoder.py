@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
-from ..layers import Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention
+from ..layers import (Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention,
+                      PostLNBlock, PreLNBlock)
 from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..ops import linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
@@ -131,51 +132,30 @@ def xavier_std(n_in, n_out):
     return math.sqrt(2.0 / (n_in + n_out))
 
 
-class EncoderLayer(Module):
+def _block(cfg, children):
+    """A pre-LN (norm_first) or post-LN block of (name, role, module) children."""
+    return (PreLNBlock if cfg.norm_first else PostLNBlock)(children)
+
+
+def EncoderLayer(cfg, dtype, rng, dropout_rng):            # noqa: N802 (a block, built)
     """Self-attention over the source, then the feed-forward network.
 
     post-LN (paper):  h = norm1(x + dropout1(self_attn(x)));   out = norm2(h + dropout2(ffn(h)))
     pre-LN:           h = x + dropout1(self_attn(norm1(x)));   out = h + dropout2(ffn(norm2(h)))
+    Called as layer.forward(x, key_mask=src_mask): (B, S, C) -> (B, S, C).
     """
-
-    def __init__(self, cfg, dtype, rng, dropout_rng):
-        C, F = cfg.d_model, cfg.dim_feedforward
-        self.norm_first = cfg.norm_first
-        self.self_attn = MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng, xavier_std(C, C),
-                                            ATTN_NAMES, dropout_rng)
-        self.dropout1 = Dropout(cfg.dropout, dropout_rng)
-        self.norm1 = LayerNorm(C, cfg.layer_norm_eps, dtype)
-        self.ffn = FeedForward(C, F, "relu", dtype, rng, xavier_std(C, F), names=("linear1", "linear2"))
-        self.dropout2 = Dropout(cfg.dropout, dropout_rng)
-        self.norm2 = LayerNorm(C, cfg.layer_norm_eps, dtype)
-
-    def named_children(self):
-        return [("self_attn", self.self_attn), ("dropout1", self.dropout1), ("norm1", self.norm1),
-                ("ffn", self.ffn), ("dropout2", self.dropout2), ("norm2", self.norm2)]
-
-    def forward(self, x, src_mask=None):
-        """x: (B, S, C), src_mask: (B, 1, 1, S) bool (False = padding) or None -> (B, S, C)"""
-        if self.norm_first:
-            h = x + self.dropout1.forward(self.self_attn.forward(self.norm1.forward(x), key_mask=src_mask))
-            return h + self.dropout2.forward(self.ffn.forward(self.norm2.forward(h)))
-        h = self.norm1.forward(x + self.dropout1.forward(self.self_attn.forward(x, key_mask=src_mask)))
-        return self.norm2.forward(h + self.dropout2.forward(self.ffn.forward(h)))
-
-    def backward(self, dout):                                   # (B, S, C) -> (B, S, C)
-        if self.norm_first:
-            # undo: out = h + dropout2(ffn(norm2(h)))
-            dh = dout + self.norm2.backward(self.ffn.backward(self.dropout2.backward(dout)))
-            # undo: h = x + dropout1(self_attn(norm1(x)))
-            return dh + self.norm1.backward(self.self_attn.backward(self.dropout1.backward(dh)))
-        # undo: out = norm2(h + dropout2(ffn(h)))   (h reaches the sum directly and through ffn)
-        dsum = self.norm2.backward(dout)
-        dh = dsum + self.ffn.backward(self.dropout2.backward(dsum))
-        # undo: h = norm1(x + dropout1(self_attn(x)))   (self-attention returns dx for q, k, v together)
-        dsum = self.norm1.backward(dh)
-        return dsum + self.self_attn.backward(self.dropout1.backward(dsum))
+    C, F = cfg.d_model, cfg.dim_feedforward
+    return _block(cfg, [
+        ("self_attn", "attn", MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng, xavier_std(C, C),
+                                                 ATTN_NAMES, dropout_rng)),
+        ("dropout1", "attn_dropout", Dropout(cfg.dropout, dropout_rng)),
+        ("norm1", "attn_norm", LayerNorm(C, cfg.layer_norm_eps, dtype)),
+        ("ffn", "ffn", FeedForward(C, F, "relu", dtype, rng, xavier_std(C, F), names=("linear1", "linear2"))),
+        ("dropout2", "ffn_dropout", Dropout(cfg.dropout, dropout_rng)),
+        ("norm2", "ffn_norm", LayerNorm(C, cfg.layer_norm_eps, dtype))])
 
 
-class DecoderLayer(Module):
+def DecoderLayer(cfg, dtype, rng, dropout_rng):            # noqa: N802 (a block, built)
     """Masked self-attention over the target so far, cross-attention over the encoder
     output ("memory"), then the feed-forward network.
 
@@ -185,80 +165,22 @@ class DecoderLayer(Module):
     pre-LN:           h1  = y + dropout1(self_attn(norm1(y)))
                       h2  = h1 + dropout2(multihead_attn(norm2(h1), memory))
                       out = h2 + dropout3(ffn(norm3(h2)))
+    Called as layer.forward(y, memory, key_mask=tgt_mask, memory_mask=src_mask) -> (B, T, C);
+    backward(dout) -> (dy, dmemory).
     """
-
-    def __init__(self, cfg, dtype, rng, dropout_rng):
-        C, F = cfg.d_model, cfg.dim_feedforward
-        self.norm_first = cfg.norm_first
-        self.self_attn = MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng, xavier_std(C, C),
-                                            ATTN_NAMES, dropout_rng, causal=True)
-        self.dropout1 = Dropout(cfg.dropout, dropout_rng)
-        self.norm1 = LayerNorm(C, cfg.layer_norm_eps, dtype)
-        self.multihead_attn = MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng,
-                                                 xavier_std(C, C), ATTN_NAMES, dropout_rng)
-        self.dropout2 = Dropout(cfg.dropout, dropout_rng)
-        self.norm2 = LayerNorm(C, cfg.layer_norm_eps, dtype)
-        self.ffn = FeedForward(C, F, "relu", dtype, rng, xavier_std(C, F), names=("linear1", "linear2"))
-        self.dropout3 = Dropout(cfg.dropout, dropout_rng)
-        self.norm3 = LayerNorm(C, cfg.layer_norm_eps, dtype)
-
-    def named_children(self):
-        return [("self_attn", self.self_attn), ("dropout1", self.dropout1), ("norm1", self.norm1),
-                ("multihead_attn", self.multihead_attn), ("dropout2", self.dropout2),
-                ("norm2", self.norm2), ("ffn", self.ffn), ("dropout3", self.dropout3),
-                ("norm3", self.norm3)]
-
-    def forward(self, y, memory, tgt_mask=None, src_mask=None):
-        """y: (B, T, C) target, memory: (B, S, C) encoder output, tgt_mask: (B, 1, 1, T) or
-        None (the causal mask is added inside self_attn), src_mask: (B, 1, 1, S) or None
-        -> (B, T, C)"""
-        if self.norm_first:
-            h1 = y + self.dropout1.forward(self.self_attn.forward(self.norm1.forward(y), key_mask=tgt_mask))
-            h2 = h1 + self.dropout2.forward(
-                self.multihead_attn.forward(self.norm2.forward(h1), memory, key_mask=src_mask))
-            return h2 + self.dropout3.forward(self.ffn.forward(self.norm3.forward(h2)))
-        h1 = self.norm1.forward(y + self.dropout1.forward(self.self_attn.forward(y, key_mask=tgt_mask)))
-        h2 = self.norm2.forward(
-            h1 + self.dropout2.forward(self.multihead_attn.forward(h1, memory, key_mask=src_mask)))
-        return self.norm3.forward(h2 + self.dropout3.forward(self.ffn.forward(h2)))
-
-    def backward(self, dout):
-        """dout: (B, T, C) -> (dy (B, T, C), dmemory (B, S, C))"""
-        if self.norm_first:
-            # undo: out = h2 + dropout3(ffn(norm3(h2)))
-            dh2 = dout + self.norm3.backward(self.ffn.backward(self.dropout3.backward(dout)))
-            # undo: h2 = h1 + dropout2(multihead_attn(norm2(h1), memory))
-            dq, dmemory = self.multihead_attn.backward(self.dropout2.backward(dh2))
-            dh1 = dh2 + self.norm2.backward(dq)
-            # undo: h1 = y + dropout1(self_attn(norm1(y)))
-            dy = dh1 + self.norm1.backward(self.self_attn.backward(self.dropout1.backward(dh1)))
-            return dy, dmemory
-        # undo: out = norm3(h2 + dropout3(ffn(h2)))
-        dsum = self.norm3.backward(dout)
-        dh2 = dsum + self.ffn.backward(self.dropout3.backward(dsum))
-        # undo: h2 = norm2(h1 + dropout2(multihead_attn(h1, memory)))
-        dsum = self.norm2.backward(dh2)
-        dq, dmemory = self.multihead_attn.backward(self.dropout2.backward(dsum))
-        dh1 = dsum + dq
-        # undo: h1 = norm1(y + dropout1(self_attn(y)))
-        dsum = self.norm1.backward(dh1)
-        dy = dsum + self.self_attn.backward(self.dropout1.backward(dsum))
-        return dy, dmemory
-
-    def _residual(self, x, sublayer, norm):
-        """One residual sub-layer at inference (no dropout): post-LN or pre-LN."""
-        if self.norm_first:
-            return x + sublayer(norm.forward(x))
-        return norm.forward(x + sublayer(x))
-
-    def forward_cached(self, y, cache, pos, src_mask):
-        """Inference for new target positions pos .. pos+t-1 (y: (N, t, C)), reading and
-        filling this layer's `cache` (see Seq2SeqTransformer.init_decoder_cache). No backward."""
-        h1 = self._residual(y, lambda x: self.self_attn.forward_cached(
-            x, cache["self_k"], cache["self_v"], pos), self.norm1)
-        h2 = self._residual(h1, lambda x: self.multihead_attn.forward_memory(
-            x, cache["memory_k"], cache["memory_v"], src_mask), self.norm2)
-        return self._residual(h2, self.ffn.forward, self.norm3)
+    C, F = cfg.d_model, cfg.dim_feedforward
+    return _block(cfg, [
+        ("self_attn", "attn", MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng, xavier_std(C, C),
+                                                 ATTN_NAMES, dropout_rng, causal=True)),
+        ("dropout1", "attn_dropout", Dropout(cfg.dropout, dropout_rng)),
+        ("norm1", "attn_norm", LayerNorm(C, cfg.layer_norm_eps, dtype)),
+        ("multihead_attn", "cross", MultiHeadAttention(C, cfg.nhead, cfg.dropout, dtype, rng,
+                                                       xavier_std(C, C), ATTN_NAMES, dropout_rng)),
+        ("dropout2", "cross_dropout", Dropout(cfg.dropout, dropout_rng)),
+        ("norm2", "cross_norm", LayerNorm(C, cfg.layer_norm_eps, dtype)),
+        ("ffn", "ffn", FeedForward(C, F, "relu", dtype, rng, xavier_std(C, F), names=("linear1", "linear2"))),
+        ("dropout3", "ffn_dropout", Dropout(cfg.dropout, dropout_rng)),
+        ("norm3", "ffn_norm", LayerNorm(C, cfg.layer_norm_eps, dtype))])
 
 
 class TransformerEncoder(Module):
@@ -292,7 +214,7 @@ class TransformerEncoder(Module):
         hidden_states = []
         for layer in self.layers:
             hidden_states.append(x)
-            x = layer.forward(x, src_mask)
+            x = layer.forward(x, key_mask=src_mask)
         memory = self.norm.forward(x) if self.norm is not None else x
         return memory, hidden_states + [memory]
 
@@ -341,7 +263,7 @@ class TransformerDecoder(Module):
         hidden_states = []
         for layer in self.layers:
             hidden_states.append(y)
-            y = layer.forward(y, memory, tgt_mask, src_mask)
+            y = layer.forward(y, memory, key_mask=tgt_mask, memory_mask=src_mask)
         h = self.norm.forward(y) if self.norm is not None else y
         return h, hidden_states + [h]
 
@@ -365,7 +287,8 @@ class TransformerDecoder(Module):
         t = tgt.shape[1]
         y = self.embed_tokens.weight.data[tgt] * self.scale + self.positions[pos:pos + t]
         for layer, layer_cache in zip(self.layers, cache):
-            y = layer.forward_cached(y, layer_cache, pos, src_mask)
+            y = layer.forward_cached(y, layer_cache["self_k"], layer_cache["self_v"], pos,
+                                     layer_cache["memory_k"], layer_cache["memory_v"], src_mask)
         return self.norm.forward(y) if self.norm is not None else y
 
 
@@ -541,14 +464,14 @@ class Seq2SeqTransformer(Module):
         """Checked source -> (memory (B, S, C), src_mask (B, 1, 1, S) or None), no caches kept."""
         src, src_mask = self._source(input_ids, attention_mask)
         memory, _ = self.encoder.forward(src, src_mask)
-        self._clear_caches()
+        self.clear_caches()
         return memory, src_mask
 
     def decode(self, tgt, memory, src_mask=None):
         """Logits (N, V) of the last position after the whole prefix tgt (N, t): the
         no-cache path, which re-runs every earlier position each step."""
         h, _ = self.decoder.forward(tgt, memory, None, src_mask)                 # (N, t, C)
-        self._clear_caches()
+        self.clear_caches()
         return h[:, -1] @ self.decoder.embed_tokens.weight.data.T                # (N, V)
 
     def init_decoder_cache(self, memory, max_len):
@@ -573,7 +496,7 @@ class Seq2SeqTransformer(Module):
             raise ValueError(f"position {pos + tgt.shape[1]} exceeds max_position_embeddings="
                              f"{self.config.max_position_embeddings}")
         h = self.decoder.forward_cached(tgt, cache, pos, src_mask)               # (N, t, C)
-        self._clear_caches()
+        self.clear_caches()
         return h[:, -1] @ self.decoder.embed_tokens.weight.data.T                # (N, V)
 
     @staticmethod
@@ -585,11 +508,16 @@ class Seq2SeqTransformer(Module):
             layer_cache["self_v"] = layer_cache["self_v"][index]
         return cache
 
-    def _clear_caches(self):
+    def clear_caches(self):
+        """Drop what the last forward kept for a backward (a forward run only for its outputs:
+        generation, evaluation, a frozen teacher)."""
         for m in self.modules():
-            if hasattr(m, "cache"):
-                m.cache = None
+            m.cache = None
         self._loss_cache = self._head_cache = None
+
+    def get_input_embeddings(self):
+        """The token-embedding layer (an Embedding), as transformers' get_input_embeddings()."""
+        return self.encoder.embed_tokens
 
     def generate(self, input_ids, attention_mask=None, max_new_tokens=None, num_beams=1,
                  length_penalty=1.0, use_cache=True, return_dict_in_generate=False):

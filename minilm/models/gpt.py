@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
-from ..layers import CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module
+from ..layers import (CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module,
+                      PreLNBlock)
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import get_activation, linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads as _hidden_grads,
@@ -79,44 +80,19 @@ class GPTConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-class GPTBlock(Module):
-    """Pre-norm block: h = x + attn(ln_1(x)); out = h + dropout(mlp(ln_2(h)))."""
-
-    def __init__(self, cfg, dtype, rng, dropout_rng):
-        C = cfg.n_embd
-        proj_std = cfg.initializer_range / math.sqrt(2 * cfg.n_layer)   # GPT-2's scaled residual init
-        self.ln_1 = LayerNorm(C, cfg.layer_norm_epsilon, dtype)
-        self.attn = CausalSelfAttention(C, cfg.n_head, cfg.attn_pdrop, cfg.resid_pdrop, dtype, rng,
-                                        cfg.initializer_range, proj_std, dropout_rng)
-        self.ln_2 = LayerNorm(C, cfg.layer_norm_epsilon, dtype)
-        self.mlp = FeedForward(C, cfg.n_inner or 4 * C, cfg.activation_function, dtype, rng,
-                               cfg.initializer_range, proj_std, names=("c_fc", "c_proj"))
-        self.mlp_dropout = Dropout(cfg.resid_pdrop, dropout_rng)
-
-    def named_children(self):
-        return [("ln_1", self.ln_1), ("attn", self.attn), ("ln_2", self.ln_2), ("mlp", self.mlp),
-                ("mlp_dropout", self.mlp_dropout)]
-
-    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
-        # (each residual sum is added into the branch's fresh output, saving an allocation)
-        h = self.attn.forward(self.ln_1.forward(x), key_mask)
-        h += x                                              # h = x + attn(ln_1(x))
-        out = self.mlp_dropout.forward(self.mlp.forward(self.ln_2.forward(h)))
-        out += h                                            # out = h + dropout(mlp(ln_2(h)))
-        return out
-
-    def backward(self, dout):                               # (B, T, C) -> (B, T, C)
-        # undo: out = h + dropout(mlp(ln_2(h)))
-        dh = self.ln_2.backward(self.mlp.backward(self.mlp_dropout.backward(dout)))
-        dh += dout
-        # undo: h = x + attn(ln_1(x))
-        dx = self.ln_1.backward(self.attn.backward(dh))
-        dx += dh
-        return dx
-
-    def forward_cached(self, x, past_k, past_v, pos):       # inference only
-        h = x + self.attn.forward_cached(self.ln_1.forward(x), past_k, past_v, pos)
-        return h + self.mlp.forward(self.ln_2.forward(h))
+def GPTBlock(cfg, dtype, rng, dropout_rng):                 # noqa: N802 (a block, built)
+    """GPT-2's pre-LN block: h = x + attn(ln_1(x)); out = h + mlp_dropout(mlp(ln_2(h)))
+    (the attention's output dropout is its own `resid_dropout`)."""
+    C = cfg.n_embd
+    proj_std = cfg.initializer_range / math.sqrt(2 * cfg.n_layer)   # GPT-2's scaled residual init
+    return PreLNBlock([
+        ("ln_1", "attn_norm", LayerNorm(C, cfg.layer_norm_epsilon, dtype)),
+        ("attn", "attn", CausalSelfAttention(C, cfg.n_head, cfg.attn_pdrop, cfg.resid_pdrop, dtype, rng,
+                                             cfg.initializer_range, proj_std, dropout_rng)),
+        ("ln_2", "ffn_norm", LayerNorm(C, cfg.layer_norm_epsilon, dtype)),
+        ("mlp", "ffn", FeedForward(C, cfg.n_inner or 4 * C, cfg.activation_function, dtype, rng,
+                                   cfg.initializer_range, proj_std, names=("c_fc", "c_proj"))),
+        ("mlp_dropout", "ffn_dropout", Dropout(cfg.resid_pdrop, dropout_rng))])
 
 
 class GPTBackbone(Module):
@@ -198,7 +174,7 @@ class GPT(Module):
         # blocks
         for block in tr.h:
             hidden_states.append(x)
-            x = block.forward(x, key_mask)
+            x = block.forward(x, key_mask=key_mask)
         h = tr.ln_f.forward(x)                                   # (B, T, C)
         hidden_states.append(h)
         self._hidden_shape = h.shape
@@ -303,14 +279,19 @@ class GPT(Module):
         for block, (k, v) in zip(tr.h, kv_cache):
             x = block.forward_cached(x, k, v, pos)
         h = tr.ln_f.forward(x[:, -1:])                           # only the last position is needed
-        self._clear_caches()
+        self.clear_caches()
         return (h @ tr.wte.weight.data.T)[:, 0]                  # (B, V)
 
-    def _clear_caches(self):
+    def clear_caches(self):
+        """Drop what the last forward kept for a backward (a forward run only for its outputs:
+        generation, evaluation, a frozen teacher)."""
         for m in self.modules():
-            if hasattr(m, "cache"):
-                m.cache = None
+            m.cache = None
         self._loss_cache = self._head_cache = None
+
+    def get_input_embeddings(self):
+        """The token-embedding layer (an Embedding), as transformers' get_input_embeddings()."""
+        return self.transformer.wte
 
     def generate(self, input_ids, max_new_tokens, do_sample=False, temperature=1.0, top_k=None,
                  top_p=None, use_cache=True, seed=None, eos_token_id=None, crop=False):
