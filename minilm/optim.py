@@ -367,6 +367,152 @@ def param_groups_with_decay(named_params, weight_decay):
 
 
 # ----------------------------------------------------------------------------------------
+# ZeRO-1: AdamW with its state sharded across data-parallel ranks
+# ----------------------------------------------------------------------------------------
+
+class ZeroAdamW(AdamW):
+    """AdamW whose moments live in shards, one per rank (ZeRO stage 1, as llm.c's).
+
+    Lay every parameter end to end in one flat vector of P numbers, padded to N * S with
+    S = ceil(P / N); rank r owns [r S, (r + 1) S). A step is
+
+        g_r   = reduce_scatter(local gradients)[r]     the summed gradient, shard r only
+        norm  = sqrt(allreduce(sum g_r^2))              for clipping, from the shards
+        w_r   = AdamW(w_r, g_r; m_r, v_r)               the update above, on the shard
+        w     = allgather(w_r)                          every rank gets every weight
+
+    so each rank keeps 2P/N moment numbers instead of 2P. The gradients it reads are this
+    rank's (weighted) local sums: wrap the model in `minilm.dist.DataParallel(...,
+    reduce=False)`. `clip_grad_norm_(max_norm)` reduces and clips (the Trainer calls it
+    before `step`); `step` reduces first if nobody did. state_dict() gathers the shards
+    into an AdamW state dict (a collective call: every rank must make it), so a checkpoint
+    loads into AdamW or into ZeroAdamW on any number of ranks. With comm=None (one
+    process) it is AdamW, update for update.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01,
+                 comm=None):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+        if comm is None:
+            from .dist import SingleProcess
+            comm = SingleProcess()
+        self.comm = comm
+        plist = [p for _, _, p in self._indexed_params()]
+        self._offsets, n = [], 0
+        for p in plist:
+            self._offsets.append(n)
+            n += p.data.size
+        self._numel = n
+        N = comm.world_size
+        self._shard = -(-n // N)                              # S = ceil(P / N)
+        self._lo = min(comm.rank * self._shard, n)
+        self._hi = min(self._lo + self._shard, n)
+        xp = get_xp(plist[0].data)
+        self._dtype = plist[0].data.dtype
+        self._m = xp.zeros(self._shard, dtype=self._dtype)   # this rank's exp_avg
+        self._v = xp.zeros(self._shard, dtype=self._dtype)   # this rank's exp_avg_sq
+        self._t = 0
+        self._g = None                                      # the reduced gradient shard
+
+    def _pieces(self):
+        """(group, index, param, a, b, s): parameter elements [a, b) live at shard offset s."""
+        for i, group, p in self._indexed_params():
+            off = self._offsets[i]
+            a, b = max(self._lo, off), min(self._hi, off + p.data.size)
+            if a < b:
+                yield group, i, p, a - off, b - off, a - self._lo
+
+    def _reduce(self):
+        xp = get_xp(self._m)
+        flat = xp.zeros(self._shard * self.comm.world_size, dtype=self._dtype)
+        for i, _, p in self._indexed_params():
+            if p.grad is not None:
+                flat[self._offsets[i]:self._offsets[i] + p.data.size] = p.grad.ravel()
+        self._g = self.comm.reduce_scatter(flat)                     # (S,)
+
+    def clip_grad_norm_(self, max_norm):
+        """Reduce-scatter the gradients, clip the shard by the global norm; return the norm
+        before clipping (clip_grad_norm_'s contract)."""
+        if not max_norm > 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        self._reduce()
+        xp = get_xp(self._g)
+        total = math.sqrt(self.comm.allreduce_scalar(float(xp.vdot(self._g, self._g))))
+        if not math.isfinite(total):
+            raise FloatingPointError(f"gradient norm is nan/inf ({total}). The loss has probably "
+                                     "diverged; lower the learning rate or check the inputs.")
+        coef = max_norm / (total + 1e-6)
+        if coef < 1.0:
+            self._g *= coef
+        return total
+
+    def step(self):
+        """Update this rank's shard, then all-gather the weights."""
+        if self._g is None:
+            self._reduce()
+        xp = get_xp(self._m)
+        w = xp.zeros(self._shard, dtype=self._dtype)
+        self._t += 1
+        for group, i, p, a, b, s in self._pieces():
+            beta1, beta2 = group["betas"]
+            lr, wd = group["lr"], group["weight_decay"]
+            seg = w[s:s + b - a]
+            seg[...] = p.data.ravel()[a:b]
+            if wd != 0:
+                seg *= 1.0 - lr * wd                      # decoupled decay: p -= lr * wd * p
+            state = {"step": self._t - 1, "exp_avg": self._m[s:s + b - a],
+                     "exp_avg_sq": self._v[s:s + b - a]}
+            adam_update(seg, self._g[s:s + b - a], state, lr, beta1, beta2, group["eps"],
+                        xp.empty_like(seg))
+        self._g = None
+        full = self.comm.allgather(w)                                # (N S,)
+        for i, _, p in self._indexed_params():
+            off = self._offsets[i]
+            p.data[...] = full[off:off + p.data.size].reshape(p.data.shape)
+
+    def zero_grad(self):
+        super().zero_grad()
+        self._g = None
+
+    def state_dict(self):
+        """AdamW's state dict, gathered from every rank's shard (collective)."""
+        m, v = self.comm.allgather(self._m), self.comm.allgather(self._v)
+        full = {}
+        if self._t > 0:
+            for i, _, p in self._indexed_params():
+                off, n = self._offsets[i], p.data.size
+                full[i] = {"step": self._t, "exp_avg": m[off:off + n].reshape(p.data.shape),
+                           "exp_avg_sq": v[off:off + n].reshape(p.data.shape)}
+        self.state = full
+        try:
+            sd = super().state_dict()
+        finally:
+            self.state = {}
+        sd["optimizer"] = "AdamW"                       # loads into either optimiser
+        return sd
+
+    def load_state_dict(self, state_dict):
+        """Load an AdamW (or ZeroAdamW) state dict and keep this rank's shard of it."""
+        state_dict = dict(state_dict, optimizer=type(self).__name__) \
+            if state_dict.get("optimizer") in ("AdamW", "ZeroAdamW") else state_dict
+        super().load_state_dict(state_dict)
+        xp = get_xp(self._m)
+        m = xp.zeros(self._shard * self.comm.world_size, dtype=self._dtype)
+        v = xp.zeros_like(m)
+        t = 0
+        for i, s in self.state.items():
+            off, n = self._offsets[i], s["exp_avg"].size
+            m[off:off + n] = s["exp_avg"].ravel()
+            v[off:off + n] = s["exp_avg_sq"].ravel()
+            t = int(s["step"])
+        lo = self.comm.rank * self._shard
+        self._m = m[lo:lo + self._shard].copy()
+        self._v = v[lo:lo + self._shard].copy()
+        self._t = t
+        self.state = {}
+
+
+# ----------------------------------------------------------------------------------------
 # Gradient clipping
 # ----------------------------------------------------------------------------------------
 

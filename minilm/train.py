@@ -83,6 +83,8 @@ class Trainer:
         keep_all_checkpoints=False.
     progress: show a tqdm bar with loss, lr and tokens/s (tokens = input_ids.size).
     max_epochs: instead of (or as a cap on) max_steps: epochs x len(train_batches) steps.
+    comm: a `minilm.dist` communicator for data-parallel runs (the model wrapped in
+        `minilm.dist.DataParallel`): only rank 0 writes checkpoints.
 
     Hooks, for loops that do more than `model(**batch)` (each gets the trainer):
     step_fn(batch) -> output with .loss, or a float: forward and backward on one batch
@@ -105,7 +107,7 @@ class Trainer:
                  max_steps=None, max_epochs=None, lr_schedule=None, grad_clip=None,
                  eval_every=None, eval_steps=20, log_every=1, checkpoint_dir=None,
                  checkpoint_every=None, keep_all_checkpoints=True, progress=True, seed=0,
-                 step_fn=None, after_step=None, eval_fn=None):
+                 step_fn=None, after_step=None, eval_fn=None, comm=None):
         for name, batches in (("train_batches", train_batches), ("eval_batches", eval_batches)):
             if isinstance(batches, dict):
                 raise TypeError(f"{name} is a single batch dict; pass a list of batches or a "
@@ -141,6 +143,7 @@ class Trainer:
         self.step_fn = step_fn
         self.after_step = after_step
         self.eval_fn = eval_fn
+        self.comm = comm                              # minilm.dist communicator: rank 0 writes
         self.step = 0                                 # optimiser steps taken so far
         self.history = []                             # one dict per logged step
         self.rng = np.random.default_rng(seed)        # draws the training batches
@@ -219,7 +222,8 @@ class Trainer:
         if out is None:                                          # step_fn: no update
             return math.nan, 0.0
         max_norm = self.grad_clip if self.grad_clip is not None else math.inf
-        grad_norm = clip_grad_norm_(self._params, max_norm)    # inf: measure only
+        clip = getattr(self.optimizer, "clip_grad_norm_", None)   # ZeroAdamW: from the shards
+        grad_norm = clip(max_norm) if clip else clip_grad_norm_(self._params, max_norm)  # inf: measure
         self.optimizer.step()
         return loss_value(out), grad_norm
 
@@ -362,7 +366,9 @@ class Trainer:
             name = f"step_{self.step:06d}" if self.keep_all_checkpoints else "last"
             path = os.path.join(self.checkpoint_dir, name)
         path = os.path.abspath(path)
-        arrays, meta = _split_optimizer_state(self.optimizer.state_dict())
+        arrays, meta = _split_optimizer_state(self.optimizer.state_dict())   # may be collective
+        if self.comm is not None and self.comm.rank != 0:
+            return path                                   # data parallel: rank 0 writes
         state = {"step": self.step, "max_steps": self.max_steps, "seed": self.seed,
                  "history": self.history,
                  "data_rng": self.rng.bit_generator.state,

@@ -1,0 +1,190 @@
+"""Data parallel over MPI (minilm.dist, ZeroAdamW): N processes equal one process.
+
+The tests launch `mpiexec -n N python tests/test_dist.py worker ...` subprocesses (each
+under a timeout) and compare what rank 0 saved: float64 runs of a small GPT on batches
+with padding and -100 labels, 5 rows per global batch (uneven over 2 and 3 ranks), with
+plain data parallel, ZeRO-1 and gradient accumulation, losses, gradient norms, evaluation
+losses and weights to 1e-10; a checkpoint taken under 2 processes resumed under 1 and 3.
+They skip without mpi4py or mpiexec (`pip install mpich mpi4py`).
+"""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.abspath(__file__)
+MODES = {"dp": (1, False), "zero": (1, True), "accum": (2, False), "zero_accum": (3, True)}
+STEPS = 4
+
+
+# ----------------------------------------------------------------------------------------
+# The worker: one run of every mode, rank 0 saves what it saw
+# ----------------------------------------------------------------------------------------
+
+def _batches(vocab=11, B=5, T=8):
+    def get_batch(rng):
+        ids = rng.integers(1, vocab, size=(B, T))                   # (B, T)
+        lengths = rng.integers(3, T + 1, size=B)                    # right padding
+        mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
+        labels = np.where(mask == 1, ids, -100)
+        labels[rng.random((B, T)) < 0.2] = -100                     # and some ignored targets
+        ids = np.where(mask == 1, ids, 0)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return get_batch
+
+
+def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None):
+    from minilm.dist import DataParallel
+    from minilm.models import GPT, GPTConfig
+    from minilm.optim import AdamW, ZeroAdamW, param_groups_with_decay
+    from minilm.train import Trainer
+    accum, zero = MODES[mode]
+    cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=comm.rank,
+                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)   # rank 0's init wins
+    model = GPT(cfg, dtype="float64")
+    dp = DataParallel(model, comm, grad_accum=accum, reduce=not zero, config=mode[:2])
+    groups = param_groups_with_decay(model.named_parameters(), 0.1)
+    opt = ZeroAdamW(groups, lr=1e-2, comm=comm) if zero else AdamW(groups, lr=1e-2)
+    get_batch = _batches()
+    trainer = Trainer(dp, opt, get_batch, get_batch, max_steps=STEPS,
+                      lr_schedule=lambda s: 1e-2 * (1 - s / 10), grad_clip=0.5, eval_every=2,
+                      eval_steps=2, progress=False, seed=3, comm=comm,
+                      checkpoint_dir=checkpoint_dir, checkpoint_every=2 if checkpoint_dir else None)
+    history = trainer.fit(resume_from=resume)
+    if comm.rank == 0 and out_dir is not None:
+        rec = {f"w.{n}": p.data for n, p in model.named_parameters()}
+        for key in ("loss", "grad_norm", "eval_loss"):
+            rec[key] = np.array([h.get(key, np.nan) for h in history])
+        np.savez(os.path.join(out_dir, f"{mode}.npz"), **rec)
+
+
+def worker(argv):
+    from minilm.dist import get_comm
+    comm = get_comm(timeout=60)
+    what, out_dir = argv[0], argv[1]
+    if what == "train":
+        for mode in MODES:
+            ckpt = os.path.join(out_dir, f"ckpt_{mode}") if mode in ("zero", "dp") else None
+            _run(comm, mode, out_dir, checkpoint_dir=ckpt)
+    elif what == "resume":                                    # argv[2]: the folder to resume
+        for mode in ("dp", "zero"):
+            _run(comm, mode, out_dir, resume=os.path.join(argv[2], f"ckpt_{mode}", "step_000002"))
+    elif what == "mismatch":                                  # rank 1 a different config
+        from minilm.dist import DataParallel
+        from minilm.models import GPT, GPTConfig
+        cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8 if comm.rank == 0 else 16,
+                        n_layer=1, n_head=2)
+        DataParallel(GPT(cfg), comm)
+    elif what == "die":                                       # rank 1 dies before a collective
+        if comm.rank == 1:
+            os._exit(3)
+        comm.allreduce_scalar(1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# The tests
+# ----------------------------------------------------------------------------------------
+
+def _mpiexec():
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        return None
+    here = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return here if os.path.exists(here) else shutil.which("mpiexec")
+
+
+MPIEXEC = _mpiexec()
+needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="needs mpi4py and mpiexec "
+                               "(pip install mpich mpi4py, or minilm[dist])")
+
+
+def _launch(n, *args, timeout=240):
+    cmd = [sys.executable, HERE, "worker", *args]
+    if n > 1:
+        cmd = [MPIEXEC, "-n", str(n)] + cmd
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(HERE)),
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """train under 1, 2 and 3 processes; resume the 2-process checkpoints under 1 and 3."""
+    out = {}
+    for key, n, args in (("1", 1, ["train"]), ("2", 2, ["train"]), ("3", 3, ["train"]),
+                         ("2->1", 1, ["resume"]), ("2->3", 3, ["resume"])):
+        d = str(tmp_path_factory.mktemp(f"dist{n}"))
+        if args[0] == "resume":
+            args = ["resume", d, out["2"]]
+        else:
+            args = [args[0], d]
+        r = _launch(n, *args)
+        assert r.returncode == 0, f"{key}: rc {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        out[key] = d
+    return out
+
+
+def _load(d, mode):
+    with np.load(os.path.join(d, f"{mode}.npz")) as f:
+        return {k: f[k] for k in f.files}
+
+
+def _assert_same(a, b, what):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-10, err_msg=f"{what}: {k}")
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("n", ["2", "3"])
+def test_n_processes_equal_one(runs, mode, n):
+    one = _load(runs["1"], mode)
+    assert np.isfinite(one["loss"]).all() and np.isfinite(one["eval_loss"][[1, 3]]).all()
+    _assert_same(_load(runs[n], mode), one, f"{n} processes, {mode}")
+
+
+@needs_mpi
+def test_modes_agree_with_plain_adamw(runs):
+    """ZeRO-1 is AdamW sharded; accumulation is the same global batch in pieces."""
+    dp = _load(runs["1"], "dp")
+    for mode in ("zero", "accum", "zero_accum"):
+        _assert_same(_load(runs["1"], mode), dp, mode)
+
+
+@needs_mpi
+@pytest.mark.parametrize("key", ["2->1", "2->3"])
+@pytest.mark.parametrize("mode", ["dp", "zero"])
+def test_checkpoint_resumes_under_other_world_sizes(runs, key, mode):
+    _assert_same(_load(runs[key], mode), _load(runs["1"], mode), f"resume {key} {mode}")
+
+
+@needs_mpi
+def test_config_mismatch_is_refused(tmp_path):
+    r = _launch(2, "mismatch", str(tmp_path), timeout=120)
+    assert r.returncode != 0
+    assert "differs between ranks" in r.stderr
+
+
+@needs_mpi
+def test_a_dead_rank_stops_the_others(tmp_path):
+    r = _launch(2, "die", str(tmp_path), timeout=120)     # TimeoutExpired would fail the test
+    assert r.returncode != 0
+
+
+def test_single_process_communicator_is_identity():
+    from minilm.dist import SingleProcess, allreduce_buckets, split_rows
+    comm = SingleProcess()
+    x = np.arange(10.0)
+    assert allreduce_buckets(comm, x.copy(), bucket_bytes=16).tolist() == x.tolist()
+    assert comm.reduce_scatter(x).tolist() == x.tolist() and comm.rank == 0
+    assert split_rows(5, 3) == [(0, 1), (1, 3), (3, 5)]
+    assert split_rows(2, 3) == [(0, 0), (0, 1), (1, 2)]      # more ranks than rows: one empty
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "worker":
+    worker(sys.argv[2:])
