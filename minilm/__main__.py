@@ -41,19 +41,30 @@ def _add_model_args(p, **defaults):
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--out", default=None, help="run folder (default: runs/<command>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--grad-accum", type=int, default=1,
+                   help="split each rank's share of --batch-size (which is global) into this "
+                        "many micro-batches; the update is the same")
+    p.add_argument("--zero", type=int, default=0, choices=[0, 1],
+                   help="1: shard AdamW's state across MPI ranks (ZeRO-1); run under "
+                        "`mpiexec -n N python -m minilm train ...`")
 
 
 def train_run(args, command="train", sample_prompt="\n"):
     """Train a char-level GPT as configured by `args`; write the run folder; return it."""
     from .data import LMData, load_text
+    from .dist import DataParallel, get_comm
     from .models import GPT, GPTConfig
-    from .optim import AdamW, cosine_with_warmup, param_groups_with_decay
+    from .optim import AdamW, ZeroAdamW, cosine_with_warmup, param_groups_with_decay
     from .tokenizers import CharTokenizer
     from .train import Trainer
     from .viz import plot_loss
 
+    comm = get_comm()                       # MPI under mpiexec -n N, else one process
+    lead = comm.rank == 0                   # rank 0 prints and writes
+    say = print if lead else (lambda *a, **k: None)
     out = args.out or os.path.join("runs", command)
-    os.makedirs(out, exist_ok=True)
+    if lead:
+        os.makedirs(out, exist_ok=True)
     text = load_text(args.dataset, args.data_file)
     tok = CharTokenizer.from_text(text)
     data = LMData(tok.encode(text), args.block_size, args.batch_size)
@@ -63,20 +74,29 @@ def train_run(args, command="train", sample_prompt="\n"):
                        bos_token_id=0, eos_token_id=0)
     model = GPT(config)
     groups = param_groups_with_decay(model.named_parameters(), args.weight_decay)
-    opt = AdamW(groups, lr=args.lr, betas=(0.9, 0.99))
+    if args.zero:
+        opt = ZeroAdamW(groups, lr=args.lr, betas=(0.9, 0.99), comm=comm)
+    else:
+        opt = AdamW(groups, lr=args.lr, betas=(0.9, 0.99))
+    run_config = {k: v for k, v in vars(args).items() if k not in ("no_progress",)}
+    dp = DataParallel(model, comm, grad_accum=args.grad_accum, reduce=not args.zero,
+                      config=run_config)       # rank 0's weights; same arguments checked
     warmup = min(args.warmup, args.max_iters)               # a very short run still gets a schedule
     schedule = lambda step: cosine_with_warmup(step, args.lr, args.min_lr, warmup, args.max_iters)
-    print(f"corpus: {len(text):,} characters, vocabulary {tok.vocab_size}; "
-          f"model: {model.num_parameters():,} parameters; run folder: {out}")
-    trainer = Trainer(model, opt, data.train_batch, data.val_batch, max_steps=args.max_iters,
+    say(f"corpus: {len(text):,} characters, vocabulary {tok.vocab_size}; "
+        f"model: {model.num_parameters():,} parameters; run folder: {out}"
+        + (f"; {comm.world_size} processes" if comm.world_size > 1 else ""))
+    trainer = Trainer(dp, opt, data.train_batch, data.val_batch, max_steps=args.max_iters,
                       lr_schedule=schedule, grad_clip=args.grad_clip, eval_every=args.eval_every,
                       eval_steps=args.eval_iters, log_every=10,
                       checkpoint_dir=os.path.join(out, "checkpoints") if args.checkpoint_every else None,
                       checkpoint_every=args.checkpoint_every, keep_all_checkpoints=False,
-                      progress=not args.no_progress, seed=args.seed)
+                      progress=not args.no_progress and lead, seed=args.seed, comm=comm)
     t0 = time.perf_counter()
     history = trainer.fit(resume_from=args.resume)
     seconds = time.perf_counter() - t0
+    if not lead:
+        return out
 
     model.save_pretrained(out)
     tok.save(os.path.join(out, "tokenizer.json"))
