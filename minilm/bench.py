@@ -558,11 +558,163 @@ def summarise_seeds(runs, verbose=True):
 # Command line
 # ----------------------------------------------------------------------------------------
 
+# ----------------------------------------------------------------------------------------
+# dist: data parallel over MPI, measured here and projected with a ring all-reduce model
+# ----------------------------------------------------------------------------------------
+
+# Stated interconnects for the projection: (name, bytes/s per GPU link, latency per message)
+LINKS = [("NVLink 4 (450 GB/s)", 450e9, 3e-6), ("InfiniBand NDR (50 GB/s)", 50e9, 5e-6),
+         ("100 Gb Ethernet (12.5 GB/s)", 12.5e9, 20e-6)]
+PROJECTED = {"GPT-2 small": 124_439_808, "BERT-base": 109_482_240}   # parameters (fp32 grads)
+
+
+def ring_allreduce_seconds(nbytes, n, bandwidth, latency):
+    """Ring all-reduce: 2(N-1) messages, each rank sends 2(N-1)/N of the buffer.
+
+        t = 2 (N - 1) latency + 2 (N - 1) / N * bytes / bandwidth
+    """
+    if n <= 1:
+        return 0.0
+    return 2 * (n - 1) * latency + 2 * (n - 1) / n * nbytes / bandwidth
+
+
+def _dist_child(out_json, config="baby", steps=8, warmup=2, zero=False):
+    """Under mpiexec: time data-parallel steps and an all-reduce sweep; rank 0 writes JSON."""
+    from .dist import DataParallel, allreduce_buckets, get_comm
+    from .optim import ZeroAdamW
+    from .train import Trainer
+    comm = get_comm(timeout=120)
+    cfg = full_config(config)
+    model, opt = build_minilm(cfg)
+    if zero:
+        opt = ZeroAdamW(opt.param_groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), comm=comm)
+    dp = DataParallel(model, comm, reduce=not zero)
+    get = lambda rng: (lambda ids: {"input_ids": ids, "labels": ids})(
+        rng.integers(0, cfg["vocab_size"], (cfg["batch_size"], cfg["block_size"])))
+    trainer = Trainer(dp, opt, get, max_steps=warmup + steps, grad_clip=1.0, progress=False,
+                      comm=comm, log_every=10 ** 9)
+    trainer.max_steps = warmup
+    trainer.fit()
+    comm.barrier()
+    c0, t0 = getattr(comm, "comm_seconds", 0.0), time.perf_counter()
+    trainer.max_steps = warmup + steps
+    trainer.fit()
+    comm.barrier()
+    seconds = time.perf_counter() - t0
+    result = {"world_size": comm.world_size, "zero": zero, "config": config,
+              "step_s": seconds / steps, "comm_s": (getattr(comm, "comm_seconds", 0.0) - c0) / steps,
+              "tokens_per_s": steps * cfg["batch_size"] * cfg["block_size"] / seconds,
+              "n_params": int(sum(p.data.size for p in dp.params))}
+    sweep = []
+    if comm.world_size > 1:
+        for nbytes in [2 ** k for k in range(8, 26, 2)]:           # 256 B .. 16 MiB
+            buf = np.ones(nbytes // 4, dtype=np.float32)
+            reps = max(3, min(50, (1 << 24) // nbytes))
+            comm.allreduce(buf)
+            comm.barrier()
+            t = time.perf_counter()
+            for _ in range(reps):
+                comm.allreduce(buf)
+            sweep.append((nbytes, (time.perf_counter() - t) / reps))
+        grads = np.ones(result["n_params"], dtype=np.float32)       # this model's gradients
+        timings = {}
+        for name, bucket in (("one buffer", 1 << 30), ("4 MiB buckets", 4 << 20),
+                             ("256 KiB buckets", 256 << 10)):
+            comm.barrier()
+            t = time.perf_counter()
+            for _ in range(10):
+                allreduce_buckets(comm, grads, bucket)
+            timings[name] = (time.perf_counter() - t) / 10
+        result["bucket_s"] = timings
+    result["sweep"] = sweep
+    if comm.rank == 0:
+        with open(out_json, "w") as f:
+            json.dump(result, f)
+
+
+def bench_dist(world_sizes=(1, 2), config="baby", steps=8,
+               plot="chapters/figures/results/dist_projection.png", verbose=True):
+    """tokens/s under 1 and N processes (mpiexec), the time in the gradient all-reduce, a
+    latency + bandwidth fit of the measured all-reduce, and projected steps of GPT-2 small
+    and BERT-base on 8..512 GPUs at the LINKS bandwidths (plot)."""
+    import shutil
+    import subprocess
+    import tempfile
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    mpiexec = mpiexec if os.path.exists(mpiexec) else shutil.which("mpiexec")
+    if mpiexec is None:
+        raise RuntimeError("bench dist needs mpiexec and mpi4py: pip install mpich mpi4py")
+    runs = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in world_sizes:
+            for zero in ([False, True] if n > 1 else [False]):
+                out = os.path.join(tmp, f"{n}_{zero}.json")
+                code = (f"from minilm.bench import _dist_child; "
+                        f"_dist_child({out!r}, {config!r}, {steps}, zero={zero})")
+                cmd = [sys.executable, "-c", code]
+                if n > 1:
+                    cmd = [mpiexec, "-n", str(n)] + cmd
+                subprocess.run(cmd, check=True, timeout=900, env=env)
+                with open(out) as f:
+                    runs.append(json.load(f))
+    rows = [[r["world_size"], "ZeRO-1" if r["zero"] else "all-reduce", f"{r['tokens_per_s']:,.0f}",
+             f"{r['step_s'] * 1e3:.1f}", f"{r['comm_s'] * 1e3:.2f}"] for r in runs]
+    fit = None
+    sweep = next((r["sweep"] for r in runs if r["sweep"]), [])
+    if sweep:
+        n = next(r["world_size"] for r in runs if r["sweep"])
+        x = np.array([b for b, _ in sweep], dtype=float)
+        y = np.array([t for _, t in sweep])
+        slope, intercept = np.polyfit(x, y, 1, w=1 / y)         # t = a + b * bytes, relative error
+        fit = {"world_size": n, "latency_s": max(intercept, 0.0) / (2 * (n - 1)),
+               "bandwidth_Bps": 2 * (n - 1) / n / slope, "sweep": sweep}
+    links = list(LINKS) + ([("measured here (MPI, shared memory)", fit["bandwidth_Bps"],
+                             fit["latency_s"])] if fit else [])
+    gpus = [8, 16, 32, 64, 128, 256, 512]
+    projection = {m: {name: [ring_allreduce_seconds(4 * P, g, bw, lat) for g in gpus]
+                      for name, bw, lat in links} for m, P in PROJECTED.items()}
+    if verbose:
+        print(_table(rows, ["processes", "gradients", "tokens/s", "step ms", "in collectives ms"]))
+        if fit:
+            print(f"\nring all-reduce fit ({fit['world_size']} processes): latency "
+                  f"{fit['latency_s'] * 1e6:.1f} us per message, bandwidth "
+                  f"{fit['bandwidth_Bps'] / 1e9:.2f} GB/s")
+            for r in runs:
+                if "bucket_s" in r:
+                    print("  the model's gradients, " + ", ".join(
+                        f"{k}: {v * 1e3:.2f} ms" for k, v in r["bucket_s"].items()))
+        for m in PROJECTED:
+            print(f"\n{m}: fp32 gradient all-reduce per step (ms), ring model")
+            print(_table([[name] + [f"{t * 1e3:.1f}" for t in ts] for name, ts in projection[m].items()],
+                         ["link"] + [str(g) for g in gpus]))
+    if plot:
+        from .viz import pyplot
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for ax, m in zip(axes, PROJECTED):
+            for name, ts in projection[m].items():
+                ax.plot(gpus, [t * 1e3 for t in ts], marker="o", label=name)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("GPUs (data parallel)")
+            ax.set_title(f"{m}: {PROJECTED[m] / 1e6:.0f}M fp32 gradients")
+        axes[0].set_ylabel("ring all-reduce per step (ms)")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        os.makedirs(os.path.dirname(os.path.abspath(plot)), exist_ok=True)
+        fig.savefig(plot, dpi=120)
+        plt.close(fig)
+        if verbose:
+            print(f"\nwrote {plot}")
+    return {"runs": runs, "fit": fit, "gpus": gpus, "projection": projection}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="python -m minilm bench", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "all"])
+    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "all"])
     ap.add_argument("--config", choices=sorted(CONFIGS), default=None,
                     help="model size for step/memory (default: both, baby then wide)")
     ap.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
@@ -627,6 +779,8 @@ def main(argv=None):
                                not args.no_progress, args.torch_python, torch_model=args.torch_model)
                 for i, seed in enumerate(seeds)]
         results["converge"] = runs[0] if len(runs) == 1 else summarise_seeds(runs)
+    if what == "dist":                      # not in "all": it launches mpiexec
+        results["dist"] = bench_dist(config=args.config or "baby", steps=args.steps or 8)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
