@@ -7,6 +7,7 @@ plain data parallel, ZeRO-1 and gradient accumulation, losses, gradient norms, e
 losses and weights to 1e-10; a checkpoint taken under 2 processes resumed under 1 and 3.
 They skip without mpi4py or mpiexec (`pip install mpich mpi4py`).
 """
+import json
 import os
 import shutil
 import subprocess
@@ -16,7 +17,10 @@ import numpy as np
 import pytest
 
 HERE = os.path.abspath(__file__)
-MODES = {"dp": (1, False), "zero": (1, True), "accum": (2, False), "zero_accum": (3, True)}
+# mode: (gradient accumulation, ZeRO-1, rows per global batch); "few_rows": fewer rows than
+# ranks x micro-batches under 3 processes, so some ranks and micro-batches get none
+MODES = {"dp": (1, False, 5), "zero": (1, True, 5), "accum": (2, False, 5),
+         "zero_accum": (3, True, 5), "few_rows": (2, True, 2)}
 STEPS = 4
 
 
@@ -41,14 +45,14 @@ def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None):
     from minilm.models import GPT, GPTConfig
     from minilm.optim import AdamW, ZeroAdamW, param_groups_with_decay
     from minilm.train import Trainer
-    accum, zero = MODES[mode]
+    accum, zero, rows = MODES[mode]
     cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=comm.rank,
                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)   # rank 0's init wins
     model = GPT(cfg, dtype="float64")
     dp = DataParallel(model, comm, grad_accum=accum, reduce=not zero, config=mode[:2])
     groups = param_groups_with_decay(model.named_parameters(), 0.1)
     opt = ZeroAdamW(groups, lr=1e-2, comm=comm) if zero else AdamW(groups, lr=1e-2)
-    get_batch = _batches()
+    get_batch = _batches(B=rows)
     trainer = Trainer(dp, opt, get_batch, get_batch, max_steps=STEPS,
                       lr_schedule=lambda s: 1e-2 * (1 - s / 10), grad_clip=0.5, eval_every=2,
                       eval_steps=2, progress=False, seed=3, comm=comm,
@@ -174,6 +178,33 @@ def test_config_mismatch_is_refused(tmp_path):
 def test_a_dead_rank_stops_the_others(tmp_path):
     r = _launch(2, "die", str(tmp_path), timeout=120)     # TimeoutExpired would fail the test
     assert r.returncode != 0
+
+
+@needs_mpi
+def test_train_command_under_mpiexec(tmp_path):
+    """`mpiexec -n 2 python -m minilm train --zero 1 --grad-accum 2` follows the 1-process run."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 40)
+    args = ["--data-file", str(text), "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
+            "--block-size", "16", "--batch-size", "5", "--max-iters", "3", "--eval-every", "3",
+            "--eval-iters", "1", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    hist = {}
+    for n, extra in ((1, []), (2, ["--zero", "1", "--grad-accum", "2"])):
+        cmd = [sys.executable, "-m", "minilm", "train", *args, *extra, "--out", str(tmp_path / str(n))]
+        r = subprocess.run(([MPIEXEC, "-n", str(n)] if n > 1 else []) + cmd, capture_output=True,
+                           text=True, timeout=240, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        with open(tmp_path / str(n) / "history.json") as f:
+            hist[n] = [h["loss"] for h in json.load(f)]
+    np.testing.assert_allclose(hist[2], hist[1], rtol=1e-5)      # float32
+
+
+def test_ring_allreduce_model():
+    from minilm.bench import ring_allreduce_seconds
+    assert ring_allreduce_seconds(1e9, 1, 1e9, 1e-6) == 0.0
+    assert ring_allreduce_seconds(1e9, 2, 1e9, 1e-6) == pytest.approx(2e-6 + 1.0)
+    assert ring_allreduce_seconds(1e9, 512, 1e9, 0.0) == pytest.approx(2 * 511 / 512)
 
 
 def test_single_process_communicator_is_identity():
