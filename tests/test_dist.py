@@ -67,7 +67,7 @@ def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None):
 
 def worker(argv):
     from minilm.dist import get_comm
-    comm = get_comm(timeout=60)
+    comm = get_comm(timeout=3 if argv[0] == "hang" else 60)
     what, out_dir = argv[0], argv[1]
     if what == "train":
         for mode in MODES:
@@ -85,6 +85,11 @@ def worker(argv):
     elif what == "die":                                       # rank 1 dies before a collective
         if comm.rank == 1:
             os._exit(3)
+        comm.allreduce_scalar(1.0)
+    elif what == "hang":                                      # rank 1 never arrives
+        if comm.rank == 1:
+            import time
+            time.sleep(100)
         comm.allreduce_scalar(1.0)
 
 
@@ -198,6 +203,15 @@ def test_train_command_under_mpiexec(tmp_path):
         with open(tmp_path / str(n) / "history.json") as f:
             hist[n] = [h["loss"] for h in json.load(f)]
     np.testing.assert_allclose(hist[2], hist[1], rtol=1e-5)      # float32
+
+
+@needs_mpi
+def test_a_hung_rank_times_out(tmp_path):
+    import time
+    t0 = time.perf_counter()
+    r = _launch(2, "hang", str(tmp_path), timeout=90)
+    assert r.returncode != 0 and time.perf_counter() - t0 < 60
+    assert "waited more than 3 s" in r.stderr
 
 
 def test_ring_allreduce_model():
