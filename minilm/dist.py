@@ -74,6 +74,9 @@ class _Done:
     def wait(self):
         pass
 
+    def test(self):
+        return True
+
 
 class MPIComm:
     """mpi4py's COMM_WORLD on host buffers (device arrays are copied through the host).
@@ -158,6 +161,10 @@ class MPIComm:
 class _Request:
     def __init__(self, comm, req, host, buf):
         self.comm, self.req, self.host, self.buf = comm, req, host, buf
+
+    def test(self):
+        """Let MPI progress the reduction (it moves only inside MPI calls); True when done."""
+        return self.req.Test()
 
     def wait(self):
         self.comm._wait(self.req, "allreduce")
@@ -298,7 +305,7 @@ class DataParallel:
     """
 
     def __init__(self, model, comm=None, grad_accum=1, reduce=True, bucket_bytes=4 << 20,
-                 shift_labels=None, config=None):
+                 shift_labels=None, config=None, overlap=False):
         if grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         self.module = model
@@ -312,6 +319,14 @@ class DataParallel:
         self.params = list(model.parameters())
         self.comm_seconds = 0.0                        # time in the gradient reduction
         self._pending = False
+        self.overlap = overlap and reduce
+        self._offsets, n = [], 0
+        for p in self.params:
+            self._offsets.append(n)
+            n += p.data.size
+        self._numel = n
+        if self.overlap:
+            self._install_overlap_hooks()
         shapes = [[p.name, list(p.data.shape), str(p.data.dtype)] for p in self.params]
         self.comm.check_same({"config": config, "parameters": shapes,
                               "grad_accum": grad_accum, "reduce": reduce}, "model or run config")
@@ -351,20 +366,29 @@ class DataParallel:
         acc = xp.zeros(n_flat, dtype=self.params[0].data.dtype)
         scratch = xp.empty_like(acc)
         loss_sum = 0.0
-        for c, d in split_rows(b - a, self.grad_accum):
-            if d == c:
-                continue                               # more ranks x micro-batches than rows
+        micros = [(c, d) for c, d in split_rows(b - a, self.grad_accum) if d > c]  # some empty
+        self._acc = acc
+        if self.overlap:
+            self._start_overlap()
+        for k, (c, d) in enumerate(micros):
             micro = _take_rows(local, c, d)
             n = count_targets(micro, self.shift_labels)
             for p in self.params:
                 if p.grad is not None:
                     p.grad[...] = 0
             out = self.module(**micro)
+            last = self.overlap and k == len(micros) - 1 and total > 0
+            if last:                                   # buckets leave as backward fills them
+                self._weight = n / total
             self.module.backward()
             loss_sum += float(out.loss) * n
-            if total:
+            if last:
+                self._finish_backward()
+            elif total:
                 acc += flatten_grads(self.params, scratch) * (n / total)
-        self._acc = acc
+            self._weight = None
+        if self.overlap:
+            self._launch_ready(everything=True)
         self._pending = True
         return _Output(self.comm.allreduce_scalar(loss_sum) / total if total else 0.0)
 
@@ -374,12 +398,86 @@ class DataParallel:
         if not self._pending:
             raise RuntimeError("DataParallel.backward() before a training-mode call")
         self._pending = False
-        if self.reduce:
-            t0 = time.perf_counter()
+        t0 = time.perf_counter()
+        if self.overlap:                               # already started during backward
+            for r in self._reqs:
+                r.wait()
+        elif self.reduce:
             allreduce_buckets(self.comm, self._acc, self.bucket_bytes)
-            self.comm_seconds += time.perf_counter() - t0
+        self.comm_seconds += time.perf_counter() - t0
         unflatten_grads(self._acc, self.params)
         self._acc = None
 
     def forward(self, **batch):
         return self(**batch)
+
+    # ------------------------------------------------------------------------------------
+    # Overlap: all-reduce each bucket as soon as the backward has finished its parameters
+    # ------------------------------------------------------------------------------------
+    # A layer's backward hook runs when its backward starts, so when one fires, the layer
+    # whose hook fired before it has finished: its parameters' gradients are complete (a
+    # parameter is owned by one layer; GPT's tied wte is finished last, by the embedding).
+    # Buckets are launched in one fixed order (last bucket first, each only when every
+    # bucket after it has left), so every rank issues the same collectives in the same
+    # order, a rank without rows included. Only the last micro-batch overlaps.
+
+    def _install_overlap_hooks(self):
+        index = {id(p): i for i, p in enumerate(self.params)}
+        self._owned = {}                                # id(layer) -> parameter indices
+        for m in self.module.modules():
+            own = [index[id(p)] for _, p in m.own_parameters() if id(p) in index]
+            if own and getattr(m, "calls_backward_hooks", False):
+                self._owned[id(m)] = own
+                m.register_backward_hook(self._on_layer_backward)
+        self._buckets = bucket_slices(self._numel, self.params[0].data.itemsize, self.bucket_bytes)
+        self._bucket_params = []
+        for a, b in self._buckets:
+            self._bucket_params.append([i for i, off in enumerate(self._offsets)
+                                        if off < b and off + self.params[i].data.size > a])
+        self._weight = None
+
+    def _start_overlap(self):
+        self._done = [False] * len(self.params)
+        self._next_bucket = len(self._buckets) - 1
+        self._reqs = []
+        self._running = None                            # the layer whose backward is running
+
+    def _on_layer_backward(self, layer, dout, cache):
+        if self._weight is None:                        # not the overlapped micro-batch
+            return
+        self._finish_layer()
+        self._running = id(layer)
+        if any(self._done[i] for i in self._owned[id(layer)]):
+            raise RuntimeError("DataParallel(overlap=True): a layer ran its backward twice in "
+                               "one step; use overlap=False for this model")
+        self._launch_ready()
+
+    def _finish_layer(self):
+        """The running layer's backward is over: add its weighted gradients into the flat buffer."""
+        if self._running is None:
+            return
+        for i in self._owned[self._running]:
+            p, off = self.params[i], self._offsets[i]
+            self._acc[off:off + p.data.size] += p.grad.ravel() * self._weight
+            self._done[i] = True
+        self._running = None
+
+    def _finish_backward(self):
+        """The overlapped backward is over: the last layer, then parameters no hooked layer owns."""
+        self._finish_layer()
+        for i, off in enumerate(self._offsets):
+            if not self._done[i]:
+                p = self.params[i]
+                self._acc[off:off + p.data.size] += p.grad.ravel() * self._weight
+                self._done[i] = True
+
+    def _launch_ready(self, everything=False):
+        """Start the all-reduce of every bucket that is complete, in the fixed order."""
+        if everything:                                  # after the step's last backward
+            self._done = [True] * len(self.params)
+        while self._next_bucket >= 0 and all(self._done[i] for i in self._bucket_params[self._next_bucket]):
+            a, b = self._buckets[self._next_bucket]
+            self._reqs.append(self.comm.iallreduce(self._acc[a:b]))
+            self._next_bucket -= 1
+        for r in self._reqs:                            # let MPI move the ones in flight
+            r.test()

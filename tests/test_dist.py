@@ -19,8 +19,10 @@ import pytest
 HERE = os.path.abspath(__file__)
 # mode: (gradient accumulation, ZeRO-1, rows per global batch); "few_rows": fewer rows than
 # ranks x micro-batches under 3 processes, so some ranks and micro-batches get none
+# "overlap": buckets of 1 KiB all-reduced during the backward of the last micro-batch
 MODES = {"dp": (1, False, 5), "zero": (1, True, 5), "accum": (2, False, 5),
-         "zero_accum": (3, True, 5), "few_rows": (2, True, 2)}
+         "zero_accum": (3, True, 5), "few_rows": (2, True, 2), "overlap": (2, False, 5),
+         "overlap_few": (2, False, 2)}
 STEPS = 4
 
 
@@ -49,7 +51,9 @@ def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None):
     cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=comm.rank,
                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)   # rank 0's init wins
     model = GPT(cfg, dtype="float64")
-    dp = DataParallel(model, comm, grad_accum=accum, reduce=not zero, config=mode[:2])
+    overlap = mode.startswith("overlap")
+    dp = DataParallel(model, comm, grad_accum=accum, reduce=not zero, config=mode[:2],
+                      overlap=overlap, bucket_bytes=1024 if overlap else 4 << 20)
     groups = param_groups_with_decay(model.named_parameters(), 0.1)
     opt = ZeroAdamW(groups, lr=1e-2, comm=comm) if zero else AdamW(groups, lr=1e-2)
     get_batch = _batches(B=rows)
@@ -161,7 +165,7 @@ def test_n_processes_equal_one(runs, mode, n):
 def test_modes_agree_with_plain_adamw(runs):
     """ZeRO-1 is AdamW sharded; accumulation is the same global batch in pieces."""
     dp = _load(runs["1"], "dp")
-    for mode in ("zero", "accum", "zero_accum"):
+    for mode in ("zero", "accum", "zero_accum", "overlap"):
         _assert_same(_load(runs["1"], mode), dp, mode)
 
 
