@@ -578,7 +578,7 @@ def ring_allreduce_seconds(nbytes, n, bandwidth, latency):
     return 2 * (n - 1) * latency + 2 * (n - 1) / n * nbytes / bandwidth
 
 
-def _dist_child(out_json, config="baby", steps=8, warmup=2, zero=False):
+def _dist_child(out_json, config="baby", steps=8, warmup=2, zero=False, overlap=False):
     """Under mpiexec: time data-parallel steps and an all-reduce sweep; rank 0 writes JSON."""
     from .dist import DataParallel, allreduce_buckets, get_comm
     from .optim import ZeroAdamW
@@ -588,7 +588,8 @@ def _dist_child(out_json, config="baby", steps=8, warmup=2, zero=False):
     model, opt = build_minilm(cfg)
     if zero:
         opt = ZeroAdamW(opt.param_groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), comm=comm)
-    dp = DataParallel(model, comm, reduce=not zero)
+    dp = DataParallel(model, comm, reduce=not zero, overlap=overlap,
+                      bucket_bytes=(512 << 10) if overlap else (4 << 20))
     get = lambda rng: (lambda ids: {"input_ids": ids, "labels": ids})(
         rng.integers(0, cfg["vocab_size"], (cfg["batch_size"], cfg["block_size"])))
     trainer = Trainer(dp, opt, get, max_steps=warmup + steps, grad_clip=1.0, progress=False,
@@ -596,12 +597,13 @@ def _dist_child(out_json, config="baby", steps=8, warmup=2, zero=False):
     trainer.max_steps = warmup
     trainer.fit()
     comm.barrier()
-    c0, t0 = getattr(comm, "comm_seconds", 0.0), time.perf_counter()
+    c0, w0, t0 = getattr(comm, "comm_seconds", 0.0), dp.comm_seconds, time.perf_counter()
     trainer.max_steps = warmup + steps
     trainer.fit()
     comm.barrier()
     seconds = time.perf_counter() - t0
-    result = {"world_size": comm.world_size, "zero": zero, "config": config,
+    result = {"world_size": comm.world_size, "zero": zero, "overlap": overlap, "config": config,
+              "grad_wait_s": (dp.comm_seconds - w0) / steps,
               "step_s": seconds / steps, "comm_s": (getattr(comm, "comm_seconds", 0.0) - c0) / steps,
               "tokens_per_s": steps * cfg["batch_size"] * cfg["block_size"] / seconds,
               "n_params": int(sum(p.data.size for p in dp.params))}
@@ -648,18 +650,21 @@ def bench_dist(world_sizes=(1, 2), config="baby", steps=8,
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     with tempfile.TemporaryDirectory() as tmp:
         for n in world_sizes:
-            for zero in ([False, True] if n > 1 else [False]):
-                out = os.path.join(tmp, f"{n}_{zero}.json")
+            for zero, overlap in ([(False, False), (True, False), (False, True)] if n > 1
+                                  else [(False, False)]):
+                out = os.path.join(tmp, f"{n}_{zero}_{overlap}.json")
                 code = (f"from minilm.bench import _dist_child; "
-                        f"_dist_child({out!r}, {config!r}, {steps}, zero={zero})")
+                        f"_dist_child({out!r}, {config!r}, {steps}, zero={zero}, overlap={overlap})")
                 cmd = [sys.executable, "-c", code]
                 if n > 1:
                     cmd = [mpiexec, "-n", str(n)] + cmd
                 subprocess.run(cmd, check=True, timeout=900, env=env)
                 with open(out) as f:
                     runs.append(json.load(f))
-    rows = [[r["world_size"], "ZeRO-1" if r["zero"] else "all-reduce", f"{r['tokens_per_s']:,.0f}",
-             f"{r['step_s'] * 1e3:.1f}", f"{r['comm_s'] * 1e3:.2f}"] for r in runs]
+    kind = lambda r: ("ZeRO-1" if r["zero"] else
+                      "all-reduce, overlapped (512 KiB)" if r["overlap"] else "all-reduce (4 MiB)")
+    rows = [[r["world_size"], kind(r), f"{r['tokens_per_s']:,.0f}", f"{r['step_s'] * 1e3:.1f}",
+             f"{r['comm_s'] * 1e3:.2f}", f"{r['grad_wait_s'] * 1e3:.2f}"] for r in runs]
     fit = None
     sweep = next((r["sweep"] for r in runs if r["sweep"]), [])
     if sweep:
@@ -675,7 +680,8 @@ def bench_dist(world_sizes=(1, 2), config="baby", steps=8,
     projection = {m: {name: [ring_allreduce_seconds(4 * P, g, bw, lat) for g in gpus]
                       for name, bw, lat in links} for m, P in PROJECTED.items()}
     if verbose:
-        print(_table(rows, ["processes", "gradients", "tokens/s", "step ms", "in collectives ms"]))
+        print(_table(rows, ["processes", "gradients", "tokens/s", "step ms", "in collectives ms",
+                            "gradient wait after backward ms"]))
         if fit:
             print(f"\nring all-reduce fit ({fit['world_size']} processes): latency "
                   f"{fit['latency_s'] * 1e6:.1f} us per message, bandwidth "
