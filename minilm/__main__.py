@@ -47,6 +47,8 @@ def _add_model_args(p, **defaults):
     p.add_argument("--zero", type=int, default=0, choices=[0, 1],
                    help="1: shard AdamW's state across MPI ranks (ZeRO-1); run under "
                         "`mpiexec -n N python -m minilm train ...`")
+    p.add_argument("--overlap", action="store_true",
+                   help="under MPI: all-reduce gradient buckets during the backward pass")
 
 
 def train_run(args, command="train", sample_prompt="\n"):
@@ -80,7 +82,8 @@ def train_run(args, command="train", sample_prompt="\n"):
         opt = AdamW(groups, lr=args.lr, betas=(0.9, 0.99))
     run_config = {k: v for k, v in vars(args).items() if k not in ("no_progress",)}
     dp = DataParallel(model, comm, grad_accum=args.grad_accum, reduce=not args.zero,
-                      config=run_config)       # rank 0's weights; same arguments checked
+                      config=run_config, overlap=args.overlap and comm.world_size > 1,
+                      bucket_bytes=(1 << 20) if args.overlap else (4 << 20))       # rank 0's weights; same arguments checked
     warmup = min(args.warmup, args.max_iters)               # a very short run still gets a schedule
     schedule = lambda step: cosine_with_warmup(step, args.lr, args.min_lr, warmup, args.max_iters)
     say(f"corpus: {len(text):,} characters, vocabulary {tok.vocab_size}; "

@@ -191,7 +191,8 @@ def test_a_dead_rank_stops_the_others(tmp_path):
 
 @needs_mpi
 def test_train_command_under_mpiexec(tmp_path):
-    """`mpiexec -n 2 python -m minilm train --zero 1 --grad-accum 2` follows the 1-process run."""
+    """`mpiexec -n 2 python -m minilm train --zero 1 --grad-accum 2` and `-n 3 ... --overlap`
+    follow the 1-process run."""
     text = tmp_path / "corpus.txt"
     text.write_text("the quick brown fox jumps over the lazy dog.\n" * 40)
     args = ["--data-file", str(text), "--n-layer", "1", "--n-embd", "16", "--n-head", "2",
@@ -199,7 +200,7 @@ def test_train_command_under_mpiexec(tmp_path):
             "--eval-iters", "1", "--no-progress"]
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     hist = {}
-    for n, extra in ((1, []), (2, ["--zero", "1", "--grad-accum", "2"])):
+    for n, extra in ((1, []), (2, ["--zero", "1", "--grad-accum", "2"]), (3, ["--overlap"])):
         cmd = [sys.executable, "-m", "minilm", "train", *args, *extra, "--out", str(tmp_path / str(n))]
         r = subprocess.run(([MPIEXEC, "-n", str(n)] if n > 1 else []) + cmd, capture_output=True,
                            text=True, timeout=240, env=env)
@@ -207,6 +208,7 @@ def test_train_command_under_mpiexec(tmp_path):
         with open(tmp_path / str(n) / "history.json") as f:
             hist[n] = [h["loss"] for h in json.load(f)]
     np.testing.assert_allclose(hist[2], hist[1], rtol=1e-5)      # float32
+    np.testing.assert_allclose(hist[3], hist[1], rtol=1e-5)
 
 
 @needs_mpi
