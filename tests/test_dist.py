@@ -227,6 +227,38 @@ def test_ring_allreduce_model():
     assert ring_allreduce_seconds(1e9, 512, 1e9, 0.0) == pytest.approx(2 * 511 / 512)
 
 
+def test_zero_adamw_in_one_process_is_adamw():
+    """Without MPI, ZeroAdamW (one shard: everything) makes AdamW's updates, clipping
+    included, and its state dict loads into AdamW and back."""
+    from minilm.layers.base import Parameter
+    from minilm.optim import AdamW, ZeroAdamW, clip_grad_norm_
+    rng = np.random.default_rng(0)
+    shapes = [(3, 4), (4,), (5,)]
+    def make():
+        init = np.random.default_rng(1)
+        return [Parameter(init.standard_normal(s)) for s in shapes]
+    a, b = make(), make()
+    groups = lambda ps: [{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:], "weight_decay": 0.0}]
+    opt_a, opt_b = AdamW(groups(a), lr=0.1), ZeroAdamW(groups(b), lr=0.1)
+    for _ in range(3):
+        for pa, pb in zip(a, b):
+            pa.grad = rng.standard_normal(pa.data.shape)
+            pb.grad = pa.grad.copy()
+        assert opt_b.clip_grad_norm_(0.5) == pytest.approx(clip_grad_norm_(a, 0.5), rel=1e-12)
+        opt_a.step()
+        opt_b.step()
+    for pa, pb in zip(a, b):
+        np.testing.assert_allclose(pb.data, pa.data, rtol=0, atol=1e-14)
+    sd = opt_b.state_dict()
+    assert sd["optimizer"] == "AdamW"
+    opt_c = AdamW(groups(a), lr=0.1)
+    opt_c.load_state_dict(sd)
+    for i, s_ in opt_a.state.items():
+        np.testing.assert_allclose(opt_c.state[i]["exp_avg_sq"], s_["exp_avg_sq"], atol=1e-15)
+    opt_b.load_state_dict(opt_a.state_dict())
+    assert opt_b._t == 3
+
+
 def test_single_process_communicator_is_identity():
     from minilm.dist import SingleProcess, allreduce_buckets, split_rows
     comm = SingleProcess()
