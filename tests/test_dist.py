@@ -22,7 +22,7 @@ HERE = os.path.abspath(__file__)
 # "overlap": buckets of 1 KiB all-reduced during the backward of the last micro-batch
 MODES = {"dp": (1, False, 5), "zero": (1, True, 5), "accum": (2, False, 5),
          "zero_accum": (3, True, 5), "few_rows": (2, True, 2), "overlap": (2, False, 5),
-         "overlap_few": (2, False, 2)}
+         "overlap_few": (2, False, 2), "bert_mlm": (2, True, 5)}     # BERT: labels not shifted
 STEPS = 4
 
 
@@ -48,9 +48,16 @@ def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None):
     from minilm.optim import AdamW, ZeroAdamW, param_groups_with_decay
     from minilm.train import Trainer
     accum, zero, rows = MODES[mode]
-    cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=comm.rank,
-                    resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)   # rank 0's init wins
-    model = GPT(cfg, dtype="float64")
+    if mode.startswith("bert"):
+        from minilm.models.bert import BertConfig, BertForMaskedLM
+        cfg = BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16, max_position_embeddings=8, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0, seed=comm.rank)
+        model = BertForMaskedLM(cfg, dtype="float64")
+    else:
+        cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=comm.rank,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)   # rank 0's init wins
+        model = GPT(cfg, dtype="float64")
     overlap = mode.startswith("overlap")
     dp = DataParallel(model, comm, grad_accum=accum, reduce=not zero, config=mode[:2],
                       overlap=overlap, bucket_bytes=1024 if overlap else 4 << 20)
