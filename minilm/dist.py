@@ -298,10 +298,17 @@ class DataParallel:
     (`reduce=True`, bucketed non-blocking all-reduces) or leaves this rank's weighted sum in
     p.grad for an optimiser that reduces them itself (ZeroAdamW: `reduce=False`).
 
+    overlap=True starts each bucket's all-reduce during the backward of the last micro-batch,
+    as soon as the layers that own its parameters are done (see _install_overlap_hooks).
+
     In eval mode the call is forward only, with the loss reduced the same way. Everything
     else (train/eval, parameters, state_dict, generate, ...) is the model's own.
+    Exact (N processes = one) when the model's loss is the mean over labels != -100, as
+    the LM, masked-LM and token-classification losses are; a loss that adds a per-sequence
+    term (BertForPreTraining's next-sentence loss) is weighted by tokens, not sequences.
     Dropout draws differ from one process's (each rank has its own rows), so the runs are
-    equal only with dropout 0.
+    equal only with dropout 0. A Lightning-style module (training_step) is not wrapped:
+    the Trainer would call its training_step directly.
     """
 
     def __init__(self, model, comm=None, grad_accum=1, reduce=True, bucket_bytes=4 << 20,
