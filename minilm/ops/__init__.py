@@ -20,3 +20,7 @@ from .layernorm import (layernorm_backward, layernorm_backward_textbook, layerno
 from .linear import linear_backward, linear_forward, linear_per_example_grads
 from .softmax import (log_softmax, row_max, row_sum, softmax_backward, softmax_backward_textbook,
                       softmax_forward, softmax_forward_textbook)
+from .gqa import check_gqa_heads, repeat_kv_backward, repeat_kv_forward
+from .rmsnorm import rmsnorm_backward, rmsnorm_forward
+from .rope import interleaved_to_half, rope_backward, rope_forward, rope_tables, rotate_half
+from .swiglu import silu_backward, silu_forward, swiglu_backward, swiglu_forward

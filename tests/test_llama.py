@@ -1,0 +1,162 @@
+"""Llama / Qwen3 ops: float64 gradient checks on hypothesis-drawn shapes, known answers, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minilm.check import gradcheck
+from minilm.ops.gqa import check_gqa_heads, repeat_kv_backward, repeat_kv_forward
+from minilm.ops.rmsnorm import rmsnorm_backward, rmsnorm_forward
+from minilm.ops.rope import interleaved_to_half, rope_backward, rope_forward, rope_tables
+from minilm.ops.swiglu import silu_backward, silu_forward, swiglu_backward, swiglu_forward
+
+from conftest import distinct_dims
+
+seeds = st.integers(0, 2**31 - 1)
+
+
+def check_pair(fwd, bwd, *inputs, **kw):
+    result = gradcheck((fwd, bwd), *inputs, **kw)
+    assert result.ok, f"\n{result}"
+
+
+# -- RMSNorm ----------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=20)
+@given(d=distinct_dims(B=(1, 3), T=(1, 5), C=(2, 7)), seed=seeds)
+def test_rmsnorm_gradcheck(d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((d["B"], d["T"], d["C"]))
+    w = rng.standard_normal(d["C"])
+    check_pair(rmsnorm_forward, rmsnorm_backward, x, w)
+
+
+@settings(deadline=None, max_examples=10)
+@given(d=distinct_dims(B=(1, 3), T=(1, 4), H=(1, 5), D=(2, 6)), seed=seeds)
+def test_per_head_rmsnorm_gradcheck(d, seed):
+    """Qwen3's q_norm / k_norm: one (D,) gain shared by every head, normalised per head."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((d["B"], d["T"], d["H"], d["D"]))
+    w = rng.standard_normal(d["D"])
+    check_pair(rmsnorm_forward, rmsnorm_backward, x, w)
+
+
+def test_rmsnorm_known_answer_and_float16():
+    out, _ = rmsnorm_forward(np.array([[3.0, 4.0]]), np.array([1.0, 2.0]), eps=0.0)
+    np.testing.assert_allclose(out, [[3 / np.sqrt(12.5), 8 / np.sqrt(12.5)]], rtol=1e-15)
+    big = np.full((1, 4), 1000.0, dtype=np.float16)          # x^2 overflows in float16
+    out, _ = rmsnorm_forward(big, np.ones(4, dtype=np.float16))
+    assert out.dtype == np.float16 and np.isfinite(out).all()
+    np.testing.assert_allclose(out.astype(np.float64), 1.0, rtol=1e-3)
+
+
+# -- RoPE -------------------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=20)
+@given(d=distinct_dims(B=(1, 3), H=(1, 4), T=(1, 5)), half=st.integers(1, 4),
+       theta=st.sampled_from([10000.0, 500000.0, 100.0]), seed=seeds)
+def test_rope_gradcheck(d, half, theta, seed):
+    rng = np.random.default_rng(seed)
+    D = 2 * half
+    x = rng.standard_normal((d["B"], d["H"], d["T"], D))
+    pos = rng.integers(0, 50, (d["B"], d["T"]))
+    cos, sin = rope_tables(pos, D, theta)
+    check_pair(lambda x: rope_forward(x, cos, sin), rope_backward, x)
+
+
+def rope_interleaved_reference(x, pos, theta):
+    """RoFormer's layout, written with a loop: pair (x_2i, x_2i+1) turns by pos * theta^(-2i/D)."""
+    out = np.empty_like(x)
+    D = x.shape[-1]
+    for t, p in enumerate(pos):
+        for i in range(D // 2):
+            a = p * theta ** (-2 * i / D)
+            x0, x1 = x[..., t, 2 * i], x[..., t, 2 * i + 1]
+            out[..., t, 2 * i] = x0 * np.cos(a) - x1 * np.sin(a)
+            out[..., t, 2 * i + 1] = x0 * np.sin(a) + x1 * np.cos(a)
+    return out
+
+
+def test_rope_interleaved_layout_is_a_permutation_of_rotate_half():
+    rng = np.random.default_rng(0)
+    D, T = 8, 5
+    x = rng.standard_normal((2, 3, T, D))
+    pos = np.array([0, 3, 4, 9, 20])
+    perm = interleaved_to_half(D, np)
+    cos, sin = rope_tables(pos, D, 1000.0)
+    half, _ = rope_forward(x[..., perm], cos, sin)
+    unperm = np.argsort(perm)
+    np.testing.assert_allclose(half[..., unperm], rope_interleaved_reference(x, pos, 1000.0), rtol=1e-12, atol=1e-14)
+
+
+def test_rope_scores_depend_on_relative_position_only():
+    rng = np.random.default_rng(1)
+    q, k = rng.standard_normal((2, 1, 1, 1, 6))
+    def score(m, n):
+        cq, sq = rope_tables(np.array([m]), 6)
+        ck, sk = rope_tables(np.array([n]), 6)
+        return float((rope_forward(q, cq, sq)[0] * rope_forward(k, ck, sk)[0]).sum())
+    assert score(7, 3) == pytest.approx(score(104, 100), rel=1e-12)
+    x = rng.standard_normal((1, 2, 3, 6))
+    cos, sin = rope_tables(np.array([[5, 6, 7]]), 6)
+    out, cache = rope_forward(x, cos, sin)
+    np.testing.assert_allclose(rope_backward(out, cache), x, rtol=1e-12, atol=1e-14)   # R^T R = I
+
+
+def test_rope_odd_head_dim_is_an_error():
+    with pytest.raises(ValueError, match="head_dim must be even"):
+        rope_tables(np.arange(3), 5)
+    with pytest.raises(ValueError, match="head_dim must be even"):
+        rope_forward(np.zeros((1, 1, 3, 5)), np.zeros((3, 5)), np.zeros((3, 5)))
+
+
+# -- SiLU / SwiGLU ----------------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=20)
+@given(shape=st.tuples(st.integers(1, 4), st.integers(1, 5)), seed=seeds)
+def test_silu_gradcheck(shape, seed):
+    x = np.random.default_rng(seed).standard_normal(shape) * 3
+    check_pair(silu_forward, silu_backward, x)
+
+
+@settings(deadline=None, max_examples=20)
+@given(d=distinct_dims(B=(1, 3), T=(1, 4), C=(2, 6), F=(2, 8)), seed=seeds)
+def test_swiglu_gradcheck(d, seed):
+    rng = np.random.default_rng(seed)
+    C, F = d["C"], d["F"]
+    x = rng.standard_normal((d["B"], d["T"], C))
+    Wg, Wu = rng.standard_normal((2, C, F))
+    Wd = rng.standard_normal((F, C))
+    check_pair(swiglu_forward, swiglu_backward, x, Wg, Wu, Wd)
+
+
+def test_swiglu_known_answer():
+    x = np.array([[1.0, -2.0]])
+    Wg, Wu, Wd = np.eye(2), 2 * np.eye(2), np.eye(2)
+    out, _ = swiglu_forward(x, Wg, Wu, Wd)
+    silu = x / (1 + np.exp(-x))
+    np.testing.assert_allclose(out, silu * 2 * x, rtol=1e-15)
+
+
+# -- Grouped-query attention ------------------------------------------------------------------
+
+@settings(deadline=None, max_examples=20)
+@given(d=distinct_dims(B=(1, 3), Hkv=(1, 4), T=(1, 5), D=(1, 6)), n_rep=st.integers(1, 4), seed=seeds)
+def test_repeat_kv_gradcheck(d, n_rep, seed):
+    k = np.random.default_rng(seed).standard_normal((d["B"], d["Hkv"], d["T"], d["D"]))
+    check_pair(lambda k: repeat_kv_forward(k, n_rep), repeat_kv_backward, k)
+
+
+def test_repeat_kv_layout_and_group_sum():
+    k = np.arange(2 * 3 * 1 * 1, dtype=float).reshape(2, 3, 1, 1)
+    out, cache = repeat_kv_forward(k, 2)
+    assert out.shape == (2, 6, 1, 1)
+    np.testing.assert_array_equal(out[0, :, 0, 0], [0, 0, 1, 1, 2, 2])      # head j reads j // n_rep
+    dk = repeat_kv_backward(np.arange(12, dtype=float).reshape(2, 6, 1, 1), cache)
+    np.testing.assert_array_equal(dk[0, :, 0, 0], [0 + 1, 2 + 3, 4 + 5])
+
+
+def test_heads_not_divisible_by_kv_heads_is_an_error():
+    assert check_gqa_heads(8, 2) == 4
+    with pytest.raises(ValueError, match=r"num_attention_heads \(6\) must be a multiple of num_key_value_heads \(4\)"):
+        check_gqa_heads(6, 4)
