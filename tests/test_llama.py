@@ -160,3 +160,74 @@ def test_heads_not_divisible_by_kv_heads_is_an_error():
     assert check_gqa_heads(8, 2) == 4
     with pytest.raises(ValueError, match=r"num_attention_heads \(6\) must be a multiple of num_key_value_heads \(4\)"):
         check_gqa_heads(6, 4)
+
+
+# -- Models -----------------------------------------------------------------------------------
+
+from minilm.models import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM  # noqa: E402
+
+TINY = dict(vocab_size=11, hidden_size=8, intermediate_size=12, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=16, initializer_range=0.3)
+
+
+def tiny_models():
+    return [LlamaForCausalLM(LlamaConfig(**TINY, num_key_value_heads=2), dtype="float64"),
+            LlamaForCausalLM(LlamaConfig(**TINY, tie_word_embeddings=True, rope_theta=50.0), dtype="float64"),
+            Qwen3ForCausalLM(Qwen3Config(**TINY, num_key_value_heads=1, head_dim=6), dtype="float64")]
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_model_gradcheck_with_padding_and_labels(i):
+    model = tiny_models()[i]
+    rng = np.random.default_rng(i)
+    ids = rng.integers(0, 11, (2, 5))
+    mask = np.ones((2, 5), dtype=int)
+    mask[1, 3:] = 0                                        # right padding
+    labels = np.where(mask == 1, ids, -100)
+    result = gradcheck(model, ids, attention_mask=mask, labels=labels)
+    assert result.ok, f"\n{result}"
+
+
+def test_model_all_ignored_labels_give_zero_loss_and_parameter_names():
+    model = tiny_models()[2]
+    out = model(np.array([[1, 2, 3]]), labels=np.full((1, 3), -100))
+    assert out.loss == 0.0
+    model.zero_grad()
+    model.backward()
+    assert all(not p.grad.any() for p in model.parameters())
+    names = [n for n, _ in model.named_parameters()]
+    assert "model.layers.1.self_attn.q_norm.weight" in names and "lm_head.weight" in names
+    assert "model.norm.weight" in names and "model.layers.0.mlp.gate_proj.weight" in names
+    assert model.model.layers[0].self_attn.k_proj.weight.shape == (8, 6)     # H_kv * head_dim
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_generate_with_and_without_cache_agree(i):
+    model = tiny_models()[i]
+    ids = np.random.default_rng(i).integers(0, 11, (2, 3))
+    cache = model.init_kv_cache(2, 7)
+    assert cache[0][0].shape == (2, model.config.num_key_value_heads, 7, model.config.head_dim)
+    np.testing.assert_array_equal(model.generate(ids, 4), model.generate(ids, 4, use_cache=False))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    for model in tiny_models():
+        model.save_pretrained(tmp_path / "m")
+        back = type(model).from_pretrained(tmp_path / "m", dtype="float64")
+        ids = np.array([[1, 2, 3, 4]])
+        np.testing.assert_array_equal(back(ids).logits, model(ids).logits)
+
+
+def test_bad_configs_and_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"num_attention_heads \(4\) must be a multiple of num_key_value_heads \(3\)"):
+        LlamaConfig(**TINY, num_key_value_heads=3)
+    with pytest.raises(ValueError, match="head_dim must be even"):
+        Qwen3Config(**TINY, num_key_value_heads=2, head_dim=5)
+    model = tiny_models()[0]
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings=16"):
+        model(np.zeros((1, 17), dtype=int))
+    with pytest.raises(ValueError, match="exceeds"):
+        model.generate(np.zeros((1, 10), dtype=int), 7)
+    tiny_models()[2].save_pretrained(tmp_path / "q")
+    with pytest.raises(ValueError, match="holds a 'qwen3' checkpoint, but this model reads 'llama'"):
+        LlamaForCausalLM.from_pretrained(tmp_path / "q")

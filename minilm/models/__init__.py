@@ -4,3 +4,4 @@ from .bert import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForQuest
 from .encoder_decoder import Seq2SeqTransformer, TransformerConfig
 from .gpt import GPT, GPTConfig
 from .output import ModelOutput
+from .llama import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM

@@ -1,0 +1,300 @@
+"""Llama and Qwen3: RMSNorm, rotary positions, grouped-query attention, SwiGLU, written out.
+
+    h_0 = embed_tokens[ids]                                          (B, T, C)
+    h_l = layer_l(h_{l-1}, cos, sin)     cos, sin = rope_tables(positions 0..T-1)
+    logits = norm(h_L) @ lm_head         (lm_head = embed_tokens^T when tied)   (B, T, V)
+
+Qwen3 is Llama plus an RMSNorm on each query and key head (self_attn.q_norm / k_norm) and an
+explicit head_dim that need not be hidden_size / num_attention_heads.
+
+Parameter names are transformers' LlamaForCausalLM / Qwen3ForCausalLM names; transformers
+stores nn.Linear weights as (out, in) and minilm's Linear is (in, out), so every matrix but
+model.embed_tokens.weight is transposed on load and save.
+
+RoPE tables: transformers computes cos/sin in float32 whatever the model's dtype; minilm
+computes them in float64 and casts them to the model's dtype (the fixtures compare against
+transformers with its tables computed in float64, and record what the float32 tables change).
+"""
+import dataclasses
+import os
+from dataclasses import dataclass
+
+from ..backend import get_xp, host_rng, resolve_dtype
+from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
+from ..layers import Embedding, LlamaDecoderLayer, Linear, Module, RMSNorm
+from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..ops import check_gqa_heads, linear_backward, linear_forward, padding_mask, rope_tables
+from .checks import as_ids, as_mask, check_config, require_config, same_shape
+from .output import ModelOutput
+
+
+@dataclass
+class LlamaConfig:
+    """Llama hyper-parameters, under transformers' LlamaConfig names."""
+    vocab_size: int = 32000            # V
+    hidden_size: int = 4096            # C: model width
+    intermediate_size: int = 11008     # F: SwiGLU width
+    num_hidden_layers: int = 32        # L
+    num_attention_heads: int = 32      # H: query heads
+    num_key_value_heads: int = None    # H_kv: key/value heads (None: H); H must divide by H_kv
+    head_dim: int = None               # D (None: C // H)
+    max_position_embeddings: int = 2048   # longest sequence
+    rms_norm_eps: float = 1e-6         # RMSNorm eps
+    rope_theta: float = 10000.0        # RoPE base
+    rope_scaling: dict = None          # only None (plain RoPE) is implemented
+    tie_word_embeddings: bool = False  # lm_head reuses embed_tokens
+    attention_bias: bool = False       # biases on q/k/v/o_proj
+    mlp_bias: bool = False             # only False is implemented
+    hidden_act: str = "silu"           # only silu is implemented
+    initializer_range: float = 0.02    # std of the normal initialisation
+    bos_token_id: int = None
+    eos_token_id: int = None
+    pad_token_id: int = None
+    seed: int = 0                      # minilm only: initialisation seed
+
+    model_type = "llama"
+    architecture = "LlamaForCausalLM"
+    qk_norm = False
+
+    def __post_init__(self):
+        name = type(self).__name__
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.head_dim is None and isinstance(self.hidden_size, int) and isinstance(self.num_attention_heads, int):
+            self.head_dim = self.hidden_size // max(self.num_attention_heads, 1)
+        check_config(self, positive_ints=("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                                          "num_attention_heads", "num_key_value_heads", "head_dim",
+                                          "max_position_embeddings"),
+                     optional_ints=("bos_token_id", "eos_token_id", "pad_token_id"), ints=("seed",),
+                     positive_floats=("rms_norm_eps", "rope_theta"), nonnegative_floats=("initializer_range",),
+                     bools=("tie_word_embeddings", "attention_bias", "mlp_bias"))
+        try:
+            check_gqa_heads(self.num_attention_heads, self.num_key_value_heads)
+        except ValueError as e:
+            raise ValueError(f"{name}: {e}") from None
+        if self.head_dim % 2:
+            raise ValueError(f"{name}.head_dim must be even for RoPE (it rotates pairs of channels), "
+                             f"got {self.head_dim}")
+        if self.rope_scaling is not None:
+            raise ValueError(f"{name}.rope_scaling={self.rope_scaling!r}: only plain RoPE (None) is "
+                             "implemented; loading it anyway would give wrong logits past short contexts")
+        if self.mlp_bias or self.hidden_act != "silu":
+            raise ValueError(f"{name}: only mlp_bias=False and hidden_act='silu' are implemented")
+
+    @property
+    def n_positions(self):
+        """The context length under GPT's name (minilm.generate reads it)."""
+        return self.max_position_embeddings
+
+    def to_dict(self):
+        """The config.json that transformers reads."""
+        d = dataclasses.asdict(self)
+        d.update(model_type=self.model_type, architectures=[self.architecture], torch_dtype="float32")
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        rp = d.get("rope_parameters")                     # transformers >= 5 nests rope_theta here
+        if isinstance(rp, dict):
+            d.setdefault("rope_theta", rp.get("rope_theta", 10000.0))
+            if rp.get("rope_type", "default") != "default":
+                d.setdefault("rope_scaling", rp)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class Qwen3Config(LlamaConfig):
+    """Qwen3 hyper-parameters (transformers' Qwen3Config names): Llama plus per-head q/k RMSNorm."""
+    vocab_size: int = 151936
+    hidden_size: int = 4096
+    intermediate_size: int = 22016
+    num_attention_heads: int = 32
+    num_key_value_heads: int = 32
+    head_dim: int = 128                # explicit: need not be hidden_size // num_attention_heads
+    max_position_embeddings: int = 32768
+    rope_theta: float = 10000.0
+    tie_word_embeddings: bool = False
+
+    model_type = "qwen3"
+    architecture = "Qwen3ForCausalLM"
+    qk_norm = True
+
+
+class LlamaModel(Module):
+    """`model.*`: embed_tokens, layers, norm."""
+
+    def __init__(self, cfg, dtype, rng):
+        std = cfg.initializer_range
+        self.embed_tokens = Embedding(cfg.vocab_size, cfg.hidden_size, dtype, rng, std)
+        self.layers = [LlamaDecoderLayer(cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads,
+                                         cfg.num_key_value_heads, cfg.head_dim, cfg.rms_norm_eps,
+                                         cfg.attention_bias, cfg.qk_norm, dtype, rng, std)
+                       for _ in range(cfg.num_hidden_layers)]
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype)
+
+    def named_children(self):
+        return ([("embed_tokens", self.embed_tokens)]
+                + [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)] + [("norm", self.norm)])
+
+
+class LlamaForCausalLM(Module):
+    """Llama language model with hand-written backward.
+
+        out = model(input_ids, attention_mask=None, labels=None)   # out.logits, out.loss
+        model.backward()                                           # grads of out.loss
+    """
+    config_class = LlamaConfig
+
+    def __init__(self, config, dtype="float32"):
+        require_config(type(self).__name__, config, self.config_class)
+        self.config = config
+        self.dtype = resolve_dtype(dtype)
+        rng = host_rng(config.seed)
+        self.model = LlamaModel(config, self.dtype, rng)
+        self.lm_head = (None if config.tie_word_embeddings else
+                        Linear(config.hidden_size, config.vocab_size, False, self.dtype, rng,
+                               config.initializer_range))
+        self._loss_cache = self._head_cache = None
+
+    def named_children(self):
+        return [("model", self.model)] + ([("lm_head", self.lm_head)] if self.lm_head is not None else [])
+
+    def _head_weight(self):
+        """(C, V): lm_head's weight, or embed_tokens^T when tied."""
+        if self.lm_head is None:
+            return self.model.embed_tokens.weight.data.T
+        return self.lm_head.weight.data
+
+    def _rope(self, positions):
+        cfg = self.config
+        return rope_tables(positions, cfg.head_dim, cfg.rope_theta, self.dtype)   # (B, T, D) each
+
+    def __call__(self, input_ids, attention_mask=None, labels=None):
+        return self.forward(input_ids, attention_mask=attention_mask, labels=labels)
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        """input_ids: (B, T) ints; attention_mask: (B, T) 1/0 or None; labels: (B, T) ints or
+        -100, shifted inside as GPT's.  ->  ModelOutput(loss, logits (B, T, V))"""
+        cfg, m = self.config, self.model
+        ids = as_ids("input_ids", input_ids, cfg.vocab_size)
+        B, T = ids.shape
+        if T == 0:
+            raise ValueError("input_ids is empty: need at least one token per sequence")
+        if T > cfg.max_position_embeddings:
+            raise ValueError(f"sequence length {T} exceeds max_position_embeddings={cfg.max_position_embeddings}")
+        key_mask = None
+        if attention_mask is not None:
+            key_mask = padding_mask(as_mask("attention_mask", attention_mask, ids))   # (B, 1, 1, T)
+        xp = get_xp(ids)
+        cos, sin = self._rope(xp.arange(T)[None, :])      # (1, T, D): positions 0..T-1, every row
+
+        x = m.embed_tokens.forward(ids)                   # (B, T, C)
+        for layer in m.layers:
+            x = layer.forward(x, cos, sin, key_mask)      # (B, T, C)
+        h = m.norm.forward(x)                             # (B, T, C)
+        if self.lm_head is None:
+            logits, self._head_cache = linear_forward(h, self._head_weight())   # (B, T, V)
+        else:
+            logits, self._head_cache = self.lm_head.forward(h), "lm_head"
+
+        loss, self._loss_cache = None, None
+        if labels is not None:
+            lab = as_ids("labels", labels, cfg.vocab_size, allow_ignore=True)
+            same_shape("labels", lab, "input_ids", ids)
+            V = cfg.vocab_size
+            loss, ce_cache = cross_entropy_forward(logits[:, :-1].reshape(-1, V), lab[:, 1:].reshape(-1))
+            self._loss_cache = (ce_cache, (B, T, V))
+        return ModelOutput(loss=loss, logits=logits)
+
+    def backward(self, dlogits=None):
+        """Accumulate d(loss)/d(param) into every .grad (the last forward's loss, or `dlogits`)."""
+        m = self.model
+        if dlogits is None and self._loss_cache is None:
+            raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first (or pass dlogits)")
+        if self._head_cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if dlogits is None:
+            ce_cache, (B, T, V) = self._loss_cache
+            dlogits = get_xp(ce_cache[0]).zeros((B, T, V), dtype=self.dtype)
+            dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
+        self._loss_cache = None
+        # undo: logits = h @ lm_head
+        if self.lm_head is None:
+            dh, dWt, _ = linear_backward(dlogits, self._head_cache)   # dWt: (C, V)
+            m.embed_tokens.weight.grad += dWt.T
+        else:
+            dh = self.lm_head.backward(dlogits)
+        self._head_cache = None
+        dx = m.norm.backward(dh)                          # undo: h = norm(x)
+        for layer in reversed(m.layers):
+            dx = layer.backward(dx)                       # undo: x = layer(x)
+        m.embed_tokens.backward(dx)                       # undo: x = embed_tokens[ids]
+
+    # -- inference with a KV cache ---------------------------------------------------------
+    def init_kv_cache(self, batch_size, max_len):
+        """One (K, V) pair of (B, H_kv, max_len, D) buffers per layer: H_kv heads, not H."""
+        cfg = self.config
+        xp = get_xp(self.model.embed_tokens.weight.data)
+        shape = (batch_size, cfg.num_key_value_heads, max_len, cfg.head_dim)
+        return [(xp.zeros(shape, self.dtype), xp.zeros(shape, self.dtype)) for _ in range(cfg.num_hidden_layers)]
+
+    def forward_cached(self, ids, kv_cache, pos):
+        """Logits (B, V) of the last position after feeding ids (B, t) at positions pos..pos+t-1
+        (the keys are rotated at those positions before they enter the cache)."""
+        m = self.model
+        xp = get_xp(ids)
+        t = ids.shape[1]
+        if pos + t > self.config.max_position_embeddings:
+            raise ValueError(f"position {pos + t} exceeds max_position_embeddings={self.config.max_position_embeddings}")
+        cos, sin = self._rope(xp.arange(pos, pos + t)[None, :])   # (1, t, D)
+        x = m.embed_tokens.weight.data[ids]                        # (B, t, C)
+        for layer, (k, v) in zip(m.layers, kv_cache):
+            x = layer.forward_cached(x, k, v, pos, cos, sin)
+        h = m.norm.forward(x[:, -1:])                              # (B, 1, C)
+        self.clear_caches()
+        return (h @ self._head_weight())[:, 0]                     # (B, V)
+
+    def clear_caches(self):
+        for mod in self.modules():
+            mod.cache = None
+        self._loss_cache = self._head_cache = None
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def generate(self, input_ids, max_new_tokens, do_sample=False, temperature=1.0, top_k=None,
+                 top_p=None, use_cache=True, seed=None, eos_token_id=None):
+        """Continue each prompt by `max_new_tokens` tokens; see `minilm.generate.generate`."""
+        from ..generate import generate
+        return generate(self, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
+                        top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed, eos_token_id=eos_token_id)
+
+    # -- Hugging Face checkpoints --------------------------------------------------------------
+    @staticmethod
+    def _transposed(name, array):
+        """transformers' nn.Linear (out, in) <-> minilm's (in, out): every matrix but the embedding."""
+        return array.T if array.ndim == 2 and name != "model.embed_tokens.weight" else array
+
+    @classmethod
+    def from_pretrained(cls, folder, dtype="float32"):
+        """Load a transformers folder (config.json + model.safetensors) of this model type."""
+        folder = resolve_folder(folder)
+        cfg = read_config(folder, expected_model_types=(cls.config_class.model_type,))
+        model = cls(cls.config_class.from_dict(cfg), dtype=dtype)
+        tensors = load_safetensors(os.path.join(str(folder), WEIGHTS_NAME))
+        state = {k: cls._transposed(k, v) for k, v in tensors.items()
+                 if not (k == "lm_head.weight" and model.lm_head is None)}   # a tied head may be stored too
+        model.load_state_dict(state, strict=True)
+        return model.eval()
+
+    def save_pretrained(self, folder):
+        """config.json + model.safetensors that transformers reads back (matrices as (out, in))."""
+        tensors = {k: self._transposed(k, v).copy() for k, v in self.state_dict().items()}
+        return save_pretrained_folder(folder, self.config.to_dict(), tensors)
+
+
+class Qwen3ForCausalLM(LlamaForCausalLM):
+    """Qwen3: LlamaForCausalLM with per-head q/k RMSNorm and an explicit head_dim (Qwen3Config)."""
+    config_class = Qwen3Config
