@@ -231,3 +231,52 @@ def test_bad_configs_and_inputs_are_clear_errors(tmp_path):
     tiny_models()[2].save_pretrained(tmp_path / "q")
     with pytest.raises(ValueError, match="holds a 'qwen3' checkpoint, but this model reads 'llama'"):
         LlamaForCausalLM.from_pretrained(tmp_path / "q")
+
+
+# -- Against transformers (fixtures: tests/fixtures/make_llama_fixtures.py) ---------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+CASES = {"llama_gqa": LlamaForCausalLM, "llama_mha_tied": LlamaForCausalLM, "qwen3_headdim": Qwen3ForCausalLM}
+
+
+def max_rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_logits_loss_and_every_gradient_match_transformers(case):
+    folder = os.path.join(FIXTURES, case)
+    model = CASES[case].from_pretrained(folder, dtype="float64")
+    inp, ref = np.load(os.path.join(folder, "inputs.npz")), np.load(os.path.join(folder, "outputs.npz"))
+    grads = np.load(os.path.join(folder, "grads.npz"))
+    out = model(inp["input_ids"], attention_mask=inp["attention_mask"], labels=inp["labels"])
+    assert max_rel(out.logits, ref["logits"]) < 1e-10
+    assert abs(out.loss - float(ref["loss"])) < 1e-10 * abs(float(ref["loss"]))
+    model.zero_grad()
+    model.backward()
+    params = dict(model.named_parameters())
+    assert set(grads.files) - {"lm_head.weight"} == set(params) - {"lm_head.weight"}
+    for name in grads.files:
+        if name == "lm_head.weight" and name not in params:
+            continue                                         # tied: its gradient is in embed_tokens'
+        mine = LlamaForCausalLM._transposed(name, params[name].grad)
+        assert max_rel(mine, grads[name]) < 1e-10, name
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_greedy_generation_matches_transformers_with_and_without_cache(case):
+    folder = os.path.join(FIXTURES, case)
+    model = CASES[case].from_pretrained(folder, dtype="float64")
+    inp, ref = np.load(os.path.join(folder, "inputs.npz")), np.load(os.path.join(folder, "outputs.npz"))
+    np.testing.assert_array_equal(model.generate(inp["prompt"], 6), ref["generated"])
+    np.testing.assert_array_equal(model.generate(inp["prompt"], 6, use_cache=False), ref["generated_no_cache"])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_what_minilm_saves_transformers_read_back(case):
+    report = json.load(open(os.path.join(FIXTURES, case, "report.json")))
+    assert report["roundtrip_params_identical"] and report["roundtrip_max_abs_logit_diff"] < 1e-12
+    assert report["minilm_vs_transformers_max_rel_logits"] < 1e-10
