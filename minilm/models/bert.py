@@ -45,6 +45,7 @@ from ..ops import (get_activation, linear_backward, linear_forward, padding_mask
                    tanh_forward)
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
                      same_shape)
+from .base import PreTrainedModel
 from .output import ModelOutput
 
 logger = logging.getLogger("minilm")
@@ -365,12 +366,9 @@ def _is_buffer_key(key):
                          "cls.predictions.decoder.weight"))
 
 
-class BertPreTrainedModel(Module):
+class BertPreTrainedModel(PreTrainedModel):
     """Base of BertModel and the heads (as in transformers): the dropout stream, input checks,
     and Hugging Face checkpoints. Subclasses write __init__, named_children, forward, backward."""
-
-    def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
 
     def _init_common(self, config, dtype, dropout_gen=None):
         """Config, dtype, and the one random stream every dropout layer of the model draws from
@@ -382,25 +380,10 @@ class BertPreTrainedModel(Module):
         self._dropout_gen = dropout_gen
         self._loss_cache = None
 
-    def dropout_generator(self):
-        return self._dropout_gen
-
-    def clear_caches(self):
-        """Drop what the last forward kept for a backward (a forward run only for its outputs:
-        evaluation, a frozen teacher, interpretation)."""
-        for m in self.modules():
-            m.cache = None
-        self._loss_cache = None
-
     def get_input_embeddings(self):
         """The word-embedding layer (an Embedding), as transformers' get_input_embeddings()."""
         return getattr(self, "bert", self).embeddings.word_embeddings
 
-    def rng_state(self):
-        return self._dropout_gen.bit_generator.state
-
-    def set_rng_state(self, state):
-        self._dropout_gen.bit_generator.state = state
 
     # -- Hugging Face layout: Linear weights transposed to (out, in) ---------------------------
     def _linear_weight_names(self):

@@ -30,6 +30,7 @@ from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..ops import linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
                      same_shape)
+from .base import PreTrainedModel
 from .output import ModelOutput
 
 MODEL_TYPE = "minilm-seq2seq"
@@ -292,7 +293,7 @@ class TransformerDecoder(Module):
         return self.norm.forward(y) if self.norm is not None else y
 
 
-class Seq2SeqTransformer(Module):
+class Seq2SeqTransformer(PreTrainedModel):
     """The encoder-decoder Transformer with hand-written backward.
 
         out = model(input_ids, attention_mask, labels=labels)  # out.loss, out.logits (B, T, V)
@@ -314,9 +315,6 @@ class Seq2SeqTransformer(Module):
         self.decoder = TransformerDecoder(config, self.dtype, rng, dropout_rng, positions, shared)
         self._loss_cache = None
         self._head_cache = None
-
-    def dropout_generator(self):
-        return self._dropout_gen
 
     def named_children(self):
         return [("encoder", self.encoder), ("decoder", self.decoder)]
@@ -508,13 +506,6 @@ class Seq2SeqTransformer(Module):
             layer_cache["self_v"] = layer_cache["self_v"][index]
         return cache
 
-    def clear_caches(self):
-        """Drop what the last forward kept for a backward (a forward run only for its outputs:
-        generation, evaluation, a frozen teacher)."""
-        for m in self.modules():
-            m.cache = None
-        self._loss_cache = self._head_cache = None
-
     def get_input_embeddings(self):
         """The token-embedding layer (an Embedding), as transformers' get_input_embeddings()."""
         return self.encoder.embed_tokens
@@ -534,13 +525,6 @@ class Seq2SeqTransformer(Module):
         BOS, tokens, EOS, padding), computed by one teacher-forced forward pass."""
         from ..beam_search import score_sequences
         return score_sequences(self, input_ids, sequences, attention_mask, length_penalty)
-
-    # -- RNG state, for exact resume ---------------------------------------------------------
-    def rng_state(self):
-        return self._dropout_gen.bit_generator.state
-
-    def set_rng_state(self, state):
-        self._dropout_gen.bit_generator.state = state
 
     # -- checkpoints -------------------------------------------------------------------------
     @classmethod

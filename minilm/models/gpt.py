@@ -21,6 +21,7 @@ from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import get_activation, linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads as _hidden_grads,
                      plus as _plus, require_config, same_shape)
+from .base import PreTrainedModel
 from .output import ModelOutput
 
 
@@ -111,7 +112,7 @@ class GPTBackbone(Module):
                 + [("ln_f", self.ln_f)])
 
 
-class GPT(Module):
+class GPT(PreTrainedModel):
     """GPT-2 language model (`GPT2LMHeadModel`) with hand-written backward.
 
         out = model(input_ids, attention_mask=None, labels=None)   # out.logits, out.loss
@@ -128,9 +129,6 @@ class GPT(Module):
         self.transformer = GPTBackbone(config, self.dtype, rng, dropout_rng)
         self._loss_cache = None
         self._head_cache = None
-
-    def dropout_generator(self):
-        return self._dropout_gen
 
     def named_children(self):
         return [("transformer", self.transformer)]
@@ -282,13 +280,6 @@ class GPT(Module):
         self.clear_caches()
         return (h @ tr.wte.weight.data.T)[:, 0]                  # (B, V)
 
-    def clear_caches(self):
-        """Drop what the last forward kept for a backward (a forward run only for its outputs:
-        generation, evaluation, a frozen teacher)."""
-        for m in self.modules():
-            m.cache = None
-        self._loss_cache = self._head_cache = None
-
     def get_input_embeddings(self):
         """The token-embedding layer (an Embedding), as transformers' get_input_embeddings()."""
         return self.transformer.wte
@@ -300,13 +291,6 @@ class GPT(Module):
         return generate(self, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
                         top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed,
                         eos_token_id=eos_token_id, crop=crop)
-
-    # -- RNG state, for exact resume -------------------------------------------------------
-    def rng_state(self):
-        return self._dropout_gen.bit_generator.state
-
-    def set_rng_state(self, state):
-        self._dropout_gen.bit_generator.state = state
 
     # -- Hugging Face checkpoints --------------------------------------------------------------
     @classmethod

@@ -1,0 +1,31 @@
+"""What every minilm model shares beyond Module: its dropout stream and its pending caches."""
+from ..layers import Module
+
+
+class PreTrainedModel(Module):
+    """Base of GPT, the BERT models and the encoder-decoder (named after transformers' class).
+
+    A model owns one random Generator, `_dropout_gen`, that every dropout layer draws from, so
+    one seed drives the whole model and a checkpoint can save and restore the stream.
+    """
+    _loss_cache = None
+    _head_cache = None
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def dropout_generator(self):
+        return self._dropout_gen
+
+    def rng_state(self):
+        return self._dropout_gen.bit_generator.state
+
+    def set_rng_state(self, state):
+        self._dropout_gen.bit_generator.state = state
+
+    def clear_caches(self):
+        """Drop what the last forward kept for a backward (a forward run only for its outputs:
+        generation, evaluation, a frozen teacher, interpretation)."""
+        for m in self.modules():
+            m.cache = None
+        self._loss_cache = self._head_cache = None
