@@ -51,7 +51,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-__all__ = ["BPETokenizer", "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "gpt2_split_regex"]
+__all__ = ["BPETokenizer", "GPT2_SPLIT_PATTERN", "bytes_to_unicode", "gpt2_split_regex", "unicode_regex_to_re"]
 
 
 # ------------------------------------------------------------------- GPT-2 split
@@ -238,6 +238,11 @@ class BPETokenizer:
         self.merges: dict[tuple[int, int], int] = {}
         self.special_tokens: dict[str, int] = {}
         self._byte_ids: list[int | None] = list(range(256))  # byte value -> token id
+        # what a Hugging Face tokenizer.json may ask for (from_tokenizer_json sets them)
+        self._keep_gaps = False         # Split behavior "Isolated": text between matches is a chunk too
+        self._add_prefix_space = False  # ByteLevel(add_prefix_space=True): " " before each piece
+        self._normalizer = None         # "NFC" (Qwen2/3) or None
+        self._ignore_merges = False     # Llama 3: a chunk that is itself a token is not merged
         self._set_pattern(pattern)
         self._rebuild()
 
@@ -261,6 +266,8 @@ class BPETokenizer:
         self._inverse_special = {i: s for s, i in self.special_tokens.items()}
         self._special_re = self._special_regex(self.special_tokens)
         self._cache: dict[str, list[int]] = {}
+        self._token_ids = ({t: i for i, t in self.vocab.items() if i not in self._inverse_special}
+                           if self._ignore_merges else {})
 
     @staticmethod
     def _special_regex(specials):
@@ -276,7 +283,18 @@ class BPETokenizer:
             return []
         if self._split_re is None:
             return [text]
-        return self._split_re.findall(text)
+        if not self._keep_gaps:
+            return self._split_re.findall(text)
+        chunks, end = [], 0                 # "Isolated": matches and the gaps between them
+        for m in self._split_re.finditer(text):
+            if m.start() > end:
+                chunks.append(text[end:m.start()])
+            if m.end() > m.start():
+                chunks.append(m.group())
+            end = m.end()
+        if end < len(text):
+            chunks.append(text[end:])
+        return chunks
 
     def _split_special(self, text: str, specials) -> list[tuple[str, bool]]:
         """``"a<|endoftext|>b"`` -> ``[("a", False), ("<|endoftext|>", True), ("b", False)]``."""
@@ -412,6 +430,10 @@ class BPETokenizer:
         cached = self._cache.get(chunk)
         if cached is not None:
             return list(cached)
+        if self._ignore_merges:
+            whole = self._token_ids.get(chunk.encode("utf-8"))
+            if whole is not None:
+                return [whole]
         byte_ids = self._byte_ids
         ids = []
         for b in chunk.encode("utf-8"):
@@ -463,6 +485,10 @@ class BPETokenizer:
             if is_special:
                 ids.append(specials[piece])
             else:
+                if self._normalizer:
+                    piece = unicodedata.normalize(self._normalizer, piece)
+                if self._add_prefix_space and not piece.startswith(" "):
+                    piece = " " + piece
                 for chunk in self._chunks(piece):
                     ids.extend(self._encode_chunk(chunk))
         return ids
@@ -650,6 +676,15 @@ class BPETokenizer:
         return cls.load(directory, pattern=pattern)
 
     @classmethod
+    def from_tokenizer_json(cls, path) -> "BPETokenizer":
+        """Load a Hugging Face ``tokenizer.json`` of a byte-level BPE model (GPT-2, Llama 3,
+        Qwen2/3 style): its split pattern (translated to stdlib ``re`` by
+        :func:`unicode_regex_to_re`), merges, added tokens (recognised in text as special
+        tokens), NFC normaliser, ``add_prefix_space`` and ``ignore_merges``. Other kinds
+        (WordPiece, SentencePiece with byte_fallback, Metaspace) raise ValueError."""
+        return _from_tokenizer_json(cls, path)
+
+    @classmethod
     def from_files(cls, vocab_file, merges_file, special_tokens=None, pattern=_DEFAULT) -> "BPETokenizer":
         """Build from GPT-2's ``vocab.json`` and ``merges.txt``.
 
@@ -729,6 +764,130 @@ class BPETokenizer:
         tok._byte_ids = [encoder.get(table[b]) if table[b] not in specials else None for b in range(256)]
         tok._rebuild()
         return tok
+
+
+# ------------------------------------------------------ Hugging Face tokenizer.json
+@functools.lru_cache(maxsize=None)
+def _category_ranges(prefix: str) -> str:
+    """The inside of a ``[...]`` class holding every code point whose Unicode category starts
+    with ``prefix`` ("L": letters, "N": numbers), from Python's ``unicodedata``."""
+    return _char_class_ranges(cp for cp in range(0x110000) if unicodedata.category(chr(cp)).startswith(prefix))
+
+
+def unicode_regex_to_re(pattern: str) -> str:
+    r"""Translate a split pattern written for the ``regex`` module / Rust's ``onig`` (as in
+    tokenizer.json) to stdlib ``re``: ``\p{L}`` and ``\p{N}`` become their code-point ranges,
+    ``\s`` / ``\S`` the Unicode White_Space set (stdlib ``\s`` also matches U+001C..U+001F),
+    inside and outside ``[...]`` classes. Other ``\p{..}``, ``\P{..}`` and ``\S`` inside a
+    class raise ValueError instead of silently meaning something else.
+
+    >>> unicode_regex_to_re(r" ?\p{N}+").startswith(" ?[")
+    True
+    """
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\" and i + 1 < len(pattern):
+            nxt = pattern[i + 1]
+            if nxt in "pP" and pattern[i + 2:i + 3] == "{":
+                close = pattern.index("}", i)
+                name = pattern[i + 3:close]
+                if nxt == "P" or name not in ("L", "N"):
+                    raise ValueError(f"split pattern: \\{nxt}{{{name}}} is not supported (only \\p{{L}} and \\p{{N}})")
+                ranges = _category_ranges(name)
+                out.append(ranges if in_class else f"[{ranges}]")
+                i = close + 1
+                continue
+            if nxt == "s":
+                out.append(_WHITESPACE if in_class else f"[{_WHITESPACE}]")
+            elif nxt == "S":
+                if in_class:
+                    raise ValueError("split pattern: \\S inside [...] is not supported")
+                out.append(f"[^{_WHITESPACE}]")
+            else:
+                out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if c == "[" and not in_class:
+            in_class = True
+            out.append(c)
+            if pattern[i + 1:i + 2] == "^":
+                out.append("^")
+                i += 1
+            if pattern[i + 1:i + 2] == "]":         # a literal ] first in the class
+                out.append("\\]")
+                i += 1
+        elif c == "]" and in_class:
+            in_class = False
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _tokenizer_json_pre_tokenizer(pre):
+    """tokenizer.json's pre_tokenizer -> (split pattern for stdlib re or "gpt2", keep gaps, add_prefix_space)."""
+    if pre is None:
+        raise ValueError("tokenizer.json has no pre_tokenizer: not a byte-level BPE tokenizer")
+    steps = pre["pretokenizers"] if pre.get("type") == "Sequence" else [pre]
+    kinds = [p.get("type") for p in steps]
+    if kinds == ["ByteLevel"] and steps[0].get("use_regex", True):
+        return _DEFAULT, False, bool(steps[0].get("add_prefix_space", False))
+    if (kinds == ["Split", "ByteLevel"] and not steps[1].get("use_regex", True)
+            and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert", False)
+            and "Regex" in steps[0].get("pattern", {})):
+        return (unicode_regex_to_re(steps[0]["pattern"]["Regex"]), True,
+                bool(steps[1].get("add_prefix_space", False)))
+    raise ValueError(f"tokenizer.json pre_tokenizer {kinds} is not supported: minilm reads ByteLevel "
+                     "(GPT-2) or Sequence[Split(Regex, Isolated), ByteLevel(use_regex=False)] (Llama 3, Qwen2/3)")
+
+
+def _tokenizer_json_normalizer(norm):
+    if norm is None:
+        return None
+    if norm.get("type") == "NFC":
+        return "NFC"
+    if norm.get("type") == "Sequence" and not norm.get("normalizers"):
+        return None
+    raise ValueError(f"tokenizer.json normalizer {norm.get('type')!r} is not supported (only none or NFC)")
+
+
+def _from_tokenizer_json(cls, path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {path!r}")
+    with open(path, encoding="utf-8") as f:
+        d = json.load(f)
+    model = d.get("model") or {}
+    if model.get("type") != "BPE":
+        raise ValueError(f"{path}: model type {model.get('type')!r}; BPETokenizer reads byte-level BPE only")
+    for key in ("continuing_subword_prefix", "end_of_word_suffix", "dropout"):
+        if model.get(key):
+            raise ValueError(f"{path}: BPE {key}={model[key]!r} is not supported")
+    if model.get("byte_fallback"):
+        raise ValueError(f"{path}: byte_fallback BPE (SentencePiece-style, e.g. Llama 2) is not byte-level BPE")
+    pattern, keep_gaps, prefix_space = _tokenizer_json_pre_tokenizer(d.get("pre_tokenizer"))
+    normalizer = _tokenizer_json_normalizer(d.get("normalizer"))
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    if any(len(m) != 2 for m in merges):
+        raise ValueError(f"{path}: every merge must be a pair of tokens")
+    encoder = dict(model.get("vocab", {}))
+    added = {t["content"]: t["id"] for t in d.get("added_tokens", [])}
+    for s, i in added.items():
+        if encoder.get(s, i) != i:
+            raise ValueError(f"{path}: added token {s!r} has id {i} but the vocabulary says {encoder[s]}")
+        encoder[s] = i
+    tok = cls._from_encoder(encoder, merges, list(added), None, source=path)
+    if pattern == _DEFAULT:
+        tok._set_pattern(_DEFAULT)
+    else:
+        tok.pattern, tok._split_re = pattern, re.compile(pattern)
+    tok._keep_gaps, tok._add_prefix_space = keep_gaps, prefix_space
+    tok._normalizer, tok._ignore_merges = normalizer, bool(model.get("ignore_merges", False))
+    tok._rebuild()
+    return tok
+
 
 
 def _matching_file(path, digest, config_path):
