@@ -824,16 +824,14 @@ class BertForMaskedLM(BertPreTrainedModel):
         return self.bert.backward(dx, dhidden_states=dhidden_states)
 
 
-class BertForSequenceClassification(BertPreTrainedModel):
-    """One label a sequence (sentiment, entailment, ...) from the pooled [CLS] vector.
-
-        logits = dropout(pooled) W_c + b_c                              (B, K)
-        out = model(input_ids, attention_mask, token_type_ids, labels=None)   labels: (B,) in [0, K)
-    """
+class _BertClassifier(BertPreTrainedModel):
+    """What the two classification heads share: logits = dropout(features) W_c + b_c, where
+    the features are the pooled [CLS] vector (B, C) or every position's vector (B, T, C)."""
+    per_token = False
 
     def __init__(self, config, dtype="float32"):
         require_config(type(self).__name__, config, BertConfig)
-        self.bert = BertModel(config, dtype, add_pooling_layer=True)
+        self.bert = BertModel(config, dtype, add_pooling_layer=not self.per_token)
         self._init_common(config, dtype, self.bert.dropout_generator())
         rng = host_rng(config.seed + 2)
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
@@ -845,86 +843,56 @@ class BertForSequenceClassification(BertPreTrainedModel):
         return [("bert", self.bert), ("dropout", self.dropout), ("classifier", self.classifier)]
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                inputs_embeds=None,
-                output_attentions=False, output_hidden_states=False):
+                inputs_embeds=None, output_attentions=False, output_hidden_states=False):
         self._loss_cache = None
         out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
                                 output_attentions, output_hidden_states)
-        pooled = out.pooler_output                          # (B, C)
-        logits = self.classifier.forward(self.dropout.forward(pooled))                       # (B, K)
+        features = out.last_hidden_state if self.per_token else out.pooler_output   # (B, T, C) | (B, C)
+        logits = self.classifier.forward(self.dropout.forward(features))           # (B, T, K) | (B, K)
+        K = logits.shape[-1]
         loss = None
         if labels is not None:
-            K = self.config.num_labels
-            if K == 1:
+            if K == 1 and not self.per_token:
                 raise NotImplementedError("num_labels=1 means regression (MSE) in transformers; minilm's "
                                           "BertForSequenceClassification only classifies (num_labels >= 2)")
-            lab = self._labels("labels", labels, K, (logits.shape[0],), f"the classes [0, num_labels={K})")
-            loss, self._loss_cache = cross_entropy_forward(logits, lab)
+            lab = self._labels("labels", labels, K, logits.shape[:-1], f"the classes [0, num_labels={K})")
+            loss, ce_cache = cross_entropy_forward(logits.reshape(-1, K), lab.reshape(-1))
+            self._loss_cache = (ce_cache, logits.shape)
         return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
                            hidden_states=out.hidden_states)
 
     def backward(self, dlogits=None, dhidden_states=None):
-        """Gradients of out.loss, or of another loss given dlogits (B, K)."""
-        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
-            dlogits = cross_entropy_backward(1.0, self._require_loss())
-        self._loss_cache = None
-        if dlogits is None:                                 # only hidden states enter the loss
-            return self.bert.backward(dhidden_states=dhidden_states)
-        # undo: logits = dropout(pooled) W_c + b_c
-        dpooled = self.dropout.backward(self.classifier.backward(dlogits))
-        # undo: pooled = bert(input_ids).pooler_output
-        return self.bert.backward(None, dpooled, dhidden_states)
-
-
-class BertForTokenClassification(BertPreTrainedModel):
-    """One label a token (named entities, part of speech) from each position's vector.
-
-        logits = dropout(x) W_c + b_c                                   (B, T, K)
-        labels: (B, T) in [0, K), -100 where there is nothing to predict (padding, sub-words)
-    """
-
-    def __init__(self, config, dtype="float32"):
-        require_config(type(self).__name__, config, BertConfig)
-        self.bert = BertModel(config, dtype, add_pooling_layer=False)
-        self._init_common(config, dtype, self.bert.dropout_generator())
-        rng = host_rng(config.seed + 2)
-        p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = Dropout(p, self._dropout_gen)
-        self.classifier = Linear(config.hidden_size, config.num_labels, dtype=self.dtype, rng=rng,
-                                 std=config.initializer_range)
-
-    def named_children(self):
-        return [("bert", self.bert), ("dropout", self.dropout), ("classifier", self.classifier)]
-
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                inputs_embeds=None,
-                output_attentions=False, output_hidden_states=False):
-        self._loss_cache = None
-        out = self.bert.forward(input_ids, attention_mask, token_type_ids, inputs_embeds,
-                                output_attentions, output_hidden_states)
-        x = out.last_hidden_state                           # (B, T, C)
-        logits = self.classifier.forward(self.dropout.forward(x))                           # (B, T, K)
-        B, T, K = logits.shape
-        loss = None
-        if labels is not None:
-            lab = self._labels("labels", labels, K, (B, T), f"the classes [0, num_labels={K})")
-            loss, ce_cache = cross_entropy_forward(logits.reshape(B * T, K), lab.reshape(-1))
-            self._loss_cache = (ce_cache, (B, T, K))
-        return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
-                           hidden_states=out.hidden_states)
-
-    def backward(self, dlogits=None, dhidden_states=None):
-        """Gradients of out.loss, or of another loss given dlogits (B, T, K)."""
+        """Gradients of out.loss, or of another loss given dlogits (shaped as out.logits)."""
         if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
             ce_cache, shape = self._require_loss()
             dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
         self._loss_cache = None
         if dlogits is None:                                 # only hidden states enter the loss
             return self.bert.backward(dhidden_states=dhidden_states)
-        # undo: logits = dropout(x) W_c + b_c
-        dx = self.dropout.backward(self.classifier.backward(dlogits))
-        # undo: x = bert(input_ids).last_hidden_state
-        return self.bert.backward(dx, dhidden_states=dhidden_states)
+        # undo: logits = dropout(features) W_c + b_c
+        dfeatures = self.dropout.backward(self.classifier.backward(dlogits))
+        # undo: features = bert(input_ids).last_hidden_state or .pooler_output
+        if self.per_token:
+            return self.bert.backward(dfeatures, None, dhidden_states)
+        return self.bert.backward(None, dfeatures, dhidden_states)
+
+
+class BertForSequenceClassification(_BertClassifier):
+    """One label a sequence (sentiment, entailment, ...) from the pooled [CLS] vector.
+
+        logits = dropout(pooled) W_c + b_c                              (B, K)
+        out = model(input_ids, attention_mask, token_type_ids, labels=None)   labels: (B,) in [0, K)
+    """
+    per_token = False
+
+
+class BertForTokenClassification(_BertClassifier):
+    """One label a token (named entities, part of speech) from each position's vector.
+
+        logits = dropout(x) W_c + b_c                                   (B, T, K)
+        labels: (B, T) in [0, K), -100 where there is nothing to predict (padding, sub-words)
+    """
+    per_token = True
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
