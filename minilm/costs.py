@@ -14,7 +14,9 @@ published sizes, `model.num_parameters()` of minilm's own models, `torch.utils.f
 really keeps for backward (`measure_activation_bytes`), and the buffers minilm's AdamW
 really allocates.
 
-A GPT-2 config is recognised by `n_embd`, a BERT config by `hidden_size`. Shape letters:
+A GPT-2 config is recognised by `n_embd`, a Llama / Qwen3 config by `num_key_value_heads`
+and `rms_norm_eps` (parameters: `decoder_parameters`; FLOPs: `decoder_flops_per_token`),
+a BERT config by `hidden_size`. Shape letters:
 V vocabulary, P positions, C width, L layers, H heads, F feed-forward width, T (= n_ctx)
 sequence length, B batch, N = B*T rows.
 
@@ -48,8 +50,55 @@ _BERT_HEADS = ("model", "sequence_classification", "token_classification", "ques
 # Reading a config
 # ----------------------------------------------------------------------------------------
 
+def _is_modern_decoder(config):
+    """Llama / Qwen3 configs (minilm's or transformers'): key/value heads and RMSNorm."""
+    return hasattr(config, "num_key_value_heads") and hasattr(config, "rms_norm_eps")
+
+
+def _decoder_shape(config):
+    """(V, C, L, H, H_kv, D, F, tied, bias, qk_norm) from a LlamaConfig- or Qwen3Config-like object."""
+    C, H = int(config.hidden_size), int(config.num_attention_heads)
+    H_kv = int(getattr(config, "num_key_value_heads", None) or H)
+    D = int(getattr(config, "head_dim", None) or C // H)
+    qk_norm = bool(getattr(config, "qk_norm", getattr(config, "model_type", "") == "qwen3"))
+    return (int(config.vocab_size), C, int(config.num_hidden_layers), H, H_kv, D, int(config.intermediate_size),
+            bool(getattr(config, "tie_word_embeddings", False)), bool(getattr(config, "attention_bias", False)),
+            qk_norm)
+
+
+def decoder_parameters(config, non_embedding=False):
+    """Llama / Qwen3 (LlamaForCausalLM, Qwen3ForCausalLM), biases and norms counted exactly:
+
+        embed_tokens V C  +  L (C H D + 2 C H_kv D + H D C   q, k, v, o
+                               [+ H D + 2 H_kv D + C          attention_bias]
+                               + 3 C F                         gate, up, down (no biases)
+                               + 2 C                           two RMSNorm gains
+                               [+ 2 D])                        Qwen3's q_norm, k_norm
+        + C (final norm)  + V C (lm_head, when not tied)
+    non_embedding=True: L (2 C H D + 2 C H_kv D + 3 C F), the block matrices (Kaplan's N).
+    """
+    V, C, L, H, H_kv, D, F, tied, bias, qk_norm = _decoder_shape(config)
+    matrices = 2 * C * H * D + 2 * C * H_kv * D + 3 * C * F
+    if non_embedding:
+        return L * matrices
+    layer = matrices + (H * D + 2 * H_kv * D + C if bias else 0) + 2 * C + (2 * D if qk_norm else 0)
+    return V * C + L * layer + C + (0 if tied else V * C)
+
+
+def decoder_flops_per_token(config, n_ctx):
+    """Forward matmul FLOPs per token ("exact" convention) of a Llama / Qwen3 model:
+    L (2 (2 C H D + 2 C H_kv D + 3 C F) + 4 T H D) + 2 C V. Grouped-query attention saves
+    in the k/v projections only: q k^T and P v still run over all H query heads."""
+    V, C, L, H, H_kv, D, F, tied, bias, qk_norm = _decoder_shape(config)
+    T = int(n_ctx)
+    return L * (2.0 * (2 * C * H * D + 2 * C * H_kv * D + 3 * C * F) + 4.0 * T * H * D) + 2.0 * C * V
+
+
 def _shape(config):
     """(kind, V, P, C, L, H, F) from a GPT2Config-like or BertConfig-like object."""
+    if _is_modern_decoder(config):
+        raise TypeError(f"{type(config).__name__}: for Llama / Qwen3 configs minilm.costs has "
+                        "count_parameters and flops_per_token(convention='exact') only")
     if hasattr(config, "n_embd"):
         C = int(config.n_embd)
         F = int(getattr(config, "n_inner", None) or 4 * C)
@@ -95,6 +144,10 @@ def count_parameters(config, head=None, num_labels=None, non_embedding=False):
     non_embedding=True: Kaplan et al.'s N = L (4 C^2 + 2 C F), the block matrices only
     (no biases, LayerNorms, embeddings or heads), the N of the 6N rule.
     """
+    if _is_modern_decoder(config):
+        if head not in (None, "lm"):
+            raise ValueError(f"a Llama / Qwen3 config has only the LM head (head=None), got head={head!r}")
+        return decoder_parameters(config, non_embedding)
     kind, V, P, C, L, H, F = _shape(config)
     if non_embedding:
         return L * (4 * C * C + 2 * C * F)
@@ -134,6 +187,10 @@ def flops_per_token(config, n_ctx=None, convention="exact", training=False, head
     once per sequence, so they are divided by T; masked_lm/pretraining add 2 C^2 + 2 C V per
     token (transform and decoder).
     """
+    if _is_modern_decoder(config):
+        if convention != "exact" or training:
+            raise ValueError("Llama / Qwen3 configs: only convention='exact', training=False (x3 for training)")
+        return decoder_flops_per_token(config, n_ctx if n_ctx is not None else config.max_position_embeddings)
     kind, V, P, C, L, H, F = _shape(config)
     T = int(n_ctx if n_ctx is not None else P)
     if T <= 0:

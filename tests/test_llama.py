@@ -280,3 +280,30 @@ def test_what_minilm_saves_transformers_read_back(case):
     report = json.load(open(os.path.join(FIXTURES, case, "report.json")))
     assert report["roundtrip_params_identical"] and report["roundtrip_max_abs_logit_diff"] < 1e-12
     assert report["minilm_vs_transformers_max_rel_logits"] < 1e-10
+
+
+# -- minilm.costs -----------------------------------------------------------------------------
+
+from minilm.costs import count_parameters, flops_per_token  # noqa: E402
+
+# the published config.json values (rope_scaling, which changes no parameter count, left out)
+LLAMA_3_2_1B = LlamaConfig(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                           num_attention_heads=32, num_key_value_heads=8, head_dim=64, tie_word_embeddings=True,
+                           max_position_embeddings=131072, rope_theta=500000.0, rms_norm_eps=1e-5)
+QWEN3_0_6B = Qwen3Config(vocab_size=151936, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                         num_attention_heads=16, num_key_value_heads=8, head_dim=128, tie_word_embeddings=True,
+                         max_position_embeddings=40960, rope_theta=1000000.0, rms_norm_eps=1e-6)
+
+
+def test_parameter_counts_of_published_configs_match_transformers():
+    ref = json.load(open(os.path.join(FIXTURES, "llama_costs.json")))     # transformers on the meta device
+    assert count_parameters(LLAMA_3_2_1B) == ref["Llama-3.2-1B"]["parameters"] == 1_235_814_400
+    assert count_parameters(QWEN3_0_6B) == ref["Qwen3-0.6B"]["parameters"] == 596_049_920
+    assert count_parameters(QWEN3_0_6B, non_embedding=True) == 28 * (2 * 1024 * 2048 + 2 * 1024 * 1024 + 3 * 1024 * 3072)
+
+
+def test_parameter_counts_equal_minilm_models_and_flops_formula():
+    for model in tiny_models():
+        assert count_parameters(model.config) == model.num_parameters()
+    cfg = tiny_models()[2].config                           # C 8, H 4, H_kv 1, D 6, F 12, L 2, V 11
+    assert flops_per_token(cfg, n_ctx=5) == 2 * (2 * (2 * 8 * 24 + 2 * 8 * 6 + 3 * 8 * 12) + 4 * 5 * 24) + 2 * 8 * 11
