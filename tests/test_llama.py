@@ -307,3 +307,14 @@ def test_parameter_counts_equal_minilm_models_and_flops_formula():
         assert count_parameters(model.config) == model.num_parameters()
     cfg = tiny_models()[2].config                           # C 8, H 4, H_kv 1, D 6, F 12, L 2, V 11
     assert flops_per_token(cfg, n_ctx=5) == 2 * (2 * (2 * 8 * 24 + 2 * 8 * 6 + 3 * 8 * 12) + 4 * 5 * 24) + 2 * 8 * 11
+    # torch.utils.flop_counter.FlopCounterMode on transformers' Qwen3ForCausalLM of this config,
+    # eager attention, one (1, 5) forward, divided by 5 (measured once, torch 2.13.0)
+    assert flops_per_token(cfg, n_ctx=5) == 4208.0
+
+
+def test_config_reads_transformers_v5_rope_parameters_and_eos_lists():
+    cfg = LlamaConfig.from_dict(dict(TINY, num_key_value_heads=2, eos_token_id=[1, 2],
+                                     rope_parameters={"rope_type": "default", "rope_theta": 123.0}))
+    assert cfg.rope_theta == 123.0 and cfg.eos_token_id == [1, 2]
+    with pytest.raises(ValueError, match="rope_scaling"):
+        LlamaConfig.from_dict(dict(TINY, rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 32.0}))

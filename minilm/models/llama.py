@@ -48,7 +48,7 @@ class LlamaConfig:
     hidden_act: str = "silu"           # only silu is implemented
     initializer_range: float = 0.02    # std of the normal initialisation
     bos_token_id: int = None
-    eos_token_id: int = None
+    eos_token_id: int = None           # an int, or a list of ints (Llama 3 Instruct)
     pad_token_id: int = None
     seed: int = 0                      # minilm only: initialisation seed
 
@@ -65,9 +65,13 @@ class LlamaConfig:
         check_config(self, positive_ints=("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                                           "num_attention_heads", "num_key_value_heads", "head_dim",
                                           "max_position_embeddings"),
-                     optional_ints=("bos_token_id", "eos_token_id", "pad_token_id"), ints=("seed",),
+                     optional_ints=("bos_token_id", "pad_token_id")
+                     + (() if isinstance(self.eos_token_id, list) else ("eos_token_id",)), ints=("seed",),
                      positive_floats=("rms_norm_eps", "rope_theta"), nonnegative_floats=("initializer_range",),
                      bools=("tie_word_embeddings", "attention_bias", "mlp_bias"))
+        if isinstance(self.eos_token_id, list) and not all(type(i) is int for i in self.eos_token_id):
+            raise TypeError(f"{name}.eos_token_id must be an int or a list of ints (Llama 3 lists several), "
+                            f"got {self.eos_token_id!r}")
         try:
             check_gqa_heads(self.num_attention_heads, self.num_key_value_heads)
         except ValueError as e:
