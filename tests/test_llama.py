@@ -318,3 +318,30 @@ def test_config_reads_transformers_v5_rope_parameters_and_eos_lists():
     assert cfg.rope_theta == 123.0 and cfg.eos_token_id == [1, 2]
     with pytest.raises(ValueError, match="rope_scaling"):
         LlamaConfig.from_dict(dict(TINY, rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 32.0}))
+
+
+# -- Backend parity and dtypes ----------------------------------------------------------------
+
+def test_ops_keep_float32_and_agree_with_numpy(xp):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    w = rng.standard_normal(6).astype(np.float32)
+    W = rng.standard_normal((3, 6, 6)).astype(np.float32)
+    cos, sin = rope_tables(np.arange(4)[None], 6, dtype=np.float32)
+    runs = {}
+    for name, mod in (("ref", np), ("xp", xp)):
+        a = lambda v: mod.asarray(v)                                        # noqa: E731
+        outs = [rmsnorm_forward(a(x), a(w))[0], rope_forward(a(x), a(cos), a(sin))[0],
+                swiglu_forward(a(x), a(W[0]), a(W[1]), a(W[2]))[0], repeat_kv_forward(a(x), 2)[0]]
+        assert all(o.dtype == np.float32 for o in outs)
+        runs[name] = [np.asarray(o.get() if hasattr(o, "get") else o) for o in outs]
+    for r, o in zip(runs["ref"], runs["xp"]):
+        np.testing.assert_allclose(o, r, rtol=1e-5, atol=1e-6)
+
+
+def test_float32_model_stays_float32():
+    model = LlamaForCausalLM(LlamaConfig(**TINY, num_key_value_heads=2))
+    out = model(np.array([[1, 2, 3]]), labels=np.array([[1, 2, 3]]))
+    assert out.logits.dtype == np.float32
+    model.backward()
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
