@@ -276,6 +276,21 @@ def gradcheck(target, *inputs, eps=1e-6, atol=1e-8, rtol=1e-5, seed=0, max_eleme
     return _check_module(target, inputs, float_idx, eps, atol, rtol, rng, max_elements, kwargs)
 
 
+def _input_checks(run, inputs, float_idx, grads, dout, eps, rng, max_elements):
+    """One _Check per float input: grads[i] against central differences of run(*inputs)."""
+    checks = []
+    for i in float_idx:
+        idx = _pick(inputs[i].size, max_elements, rng)
+
+        def f(a, i=i):
+            args = list(inputs)
+            args[i] = a
+            return run(*args)
+        checks.append(_Check(f"input {i}", grads[i], numerical_grad(f, inputs[i], dout, eps, idx),
+                             idx, inputs[i].size))
+    return checks
+
+
 def _check_pair(target, inputs, float_idx, eps, atol, rtol, rng, max_elements, kwargs):
     fwd, bwd = target
     if not float_idx:
@@ -288,16 +303,8 @@ def _check_pair(target, inputs, float_idx, eps, atol, rtol, rng, max_elements, k
     grads = _input_grads(bwd(given, cache), inputs, float_idx, names)
     written = _written_row(dout, given)
 
-    checks = []
-    for i in float_idx:
-        idx = _pick(inputs[i].size, max_elements, rng)
-
-        def f(a, i=i):
-            args = list(inputs)
-            args[i] = a
-            return fwd(*args, **kwargs)[0]
-        checks.append(_Check(f"input {i}", grads[i], numerical_grad(f, inputs[i], dout, eps, idx),
-                             idx, inputs[i].size))
+    checks = _input_checks(lambda *args: fwd(*args, **kwargs)[0], inputs, float_idx, grads, dout, eps, rng,
+                           max_elements)
     return _finish(checks, rtol, atol, _loss_scale(out, dout), eps, written,
                    sampled=any(len(c.idx) < c.total for c in checks))
 
@@ -338,16 +345,8 @@ def _check_module(module, inputs, float_idx, eps, atol, rtol, rng, max_elements,
         module.zero_grad()
         loss_scale = _loss_scale(getattr(out, "loss", out), dout)
 
-        checks = []
-        for i in float_idx:
-            idx = _pick(inputs[i].size, max_elements, rng)
-
-            def f(a, i=i):
-                args = list(inputs)
-                args[i] = a
-                return module.forward(*args, **kwargs)
-            checks.append(_Check(f"input {i}", dxs[i], numerical_grad(f, inputs[i], dout, eps, idx),
-                                 idx, inputs[i].size))
+        checks = _input_checks(lambda *args: module.forward(*args, **kwargs), inputs, float_idx, dxs, dout, eps,
+                               rng, max_elements)
         largest = max([float(np.max(np.abs(g))) for g in once.values() if g.size] + [0.0])
         for name, p in params:
             idx = _pick(p.data.size, max_elements, rng)
