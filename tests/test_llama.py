@@ -345,3 +345,23 @@ def test_float32_model_stays_float32():
     assert out.logits.dtype == np.float32
     model.backward()
     assert all(p.grad.dtype == np.float32 for p in model.parameters())
+
+
+def test_inspection_interface_attentions_hidden_states_and_inputs_embeds():
+    model = tiny_models()[2]
+    ids = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    out = model(ids, labels=ids, output_attentions=True, output_hidden_states=True)
+    assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, 4, 4)
+    np.testing.assert_allclose(out.attentions[1].sum(-1), 1.0, rtol=1e-12)
+    assert np.triu(out.attentions[0][0, 0], 1).max() == 0                      # causal
+    assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (2, 4, 8)
+    embeds = model.model.embed_tokens.weight.data[ids]
+    out2 = model(inputs_embeds=embeds, labels=ids)
+    np.testing.assert_array_equal(out2.logits, out.logits)
+    model.zero_grad()
+    dembeds = model.backward()                                                   # d loss / d inputs_embeds
+    r = np.random.default_rng(0).standard_normal(embeds.shape)                   # one random direction
+    h = 1e-5
+    numeric = (float(model(inputs_embeds=embeds + h * r, labels=ids).loss)
+               - float(model(inputs_embeds=embeds - h * r, labels=ids).loss)) / (2 * h)
+    assert float((dembeds * r).sum()) == pytest.approx(numeric, rel=1e-6)

@@ -24,7 +24,7 @@ from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, sa
 from ..layers import Embedding, LlamaDecoderLayer, Linear, Module, RMSNorm
 from ..losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import check_gqa_heads, linear_backward, linear_forward, padding_mask, rope_tables
-from .checks import as_ids, as_mask, check_config, require_config, same_shape
+from .checks import as_embeds, as_ids, as_mask, check_config, require_config, same_shape
 from .output import ModelOutput
 
 
@@ -175,29 +175,47 @@ class LlamaForCausalLM(Module):
         cfg = self.config
         return rope_tables(positions, cfg.head_dim, cfg.rope_theta, self.dtype)   # (B, T, D) each
 
-    def __call__(self, input_ids, attention_mask=None, labels=None):
-        return self.forward(input_ids, attention_mask=attention_mask, labels=labels)
+    def __call__(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                 output_attentions=False, output_hidden_states=False):
+        return self.forward(input_ids, attention_mask=attention_mask, labels=labels, inputs_embeds=inputs_embeds,
+                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
-    def forward(self, input_ids, attention_mask=None, labels=None):
+    def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
+                output_attentions=False, output_hidden_states=False):
         """input_ids: (B, T) ints; attention_mask: (B, T) 1/0 or None; labels: (B, T) ints or
-        -100, shifted inside as GPT's.  ->  ModelOutput(loss, logits (B, T, V))"""
+        -100, shifted inside as GPT's; inputs_embeds: (B, T, C) in place of embed_tokens[ids].
+        ->  ModelOutput(loss, logits (B, T, V), attentions, hidden_states)
+
+        As GPT's: `attentions` are L arrays (B, H, T, T) of softmax probabilities;
+        `hidden_states` L + 1 arrays (B, T, C): each layer's input, then the output of `norm`."""
         cfg, m = self.config, self.model
-        ids = as_ids("input_ids", input_ids, cfg.vocab_size)
-        B, T = ids.shape
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if input_ids is not None:
+            ids, embeds = as_ids("input_ids", input_ids, cfg.vocab_size), None
+        else:
+            embeds = as_embeds("inputs_embeds", inputs_embeds, cfg.hidden_size, self.dtype)
+            ids = None
+        self._embeds_given = ids is None
+        like = ids if ids is not None else embeds[..., 0]          # (B, T), for the shape checks
+        B, T = like.shape
         if T == 0:
             raise ValueError("input_ids is empty: need at least one token per sequence")
         if T > cfg.max_position_embeddings:
             raise ValueError(f"sequence length {T} exceeds max_position_embeddings={cfg.max_position_embeddings}")
         key_mask = None
         if attention_mask is not None:
-            key_mask = padding_mask(as_mask("attention_mask", attention_mask, ids))   # (B, 1, 1, T)
-        xp = get_xp(ids)
+            key_mask = padding_mask(as_mask("attention_mask", attention_mask, like))  # (B, 1, 1, T)
+        xp = get_xp(like)
         cos, sin = self._rope(xp.arange(T)[None, :])      # (1, T, D): positions 0..T-1, every row
 
-        x = m.embed_tokens.forward(ids)                   # (B, T, C)
+        x = m.embed_tokens.forward(ids) if ids is not None else embeds   # (B, T, C)
+        hidden_states = []
         for layer in m.layers:
+            hidden_states.append(x)
             x = layer.forward(x, cos, sin, key_mask)      # (B, T, C)
         h = m.norm.forward(x)                             # (B, T, C)
+        hidden_states.append(h)
         if self.lm_head is None:
             logits, self._head_cache = linear_forward(h, self._head_weight())   # (B, T, V)
         else:
@@ -206,14 +224,18 @@ class LlamaForCausalLM(Module):
         loss, self._loss_cache = None, None
         if labels is not None:
             lab = as_ids("labels", labels, cfg.vocab_size, allow_ignore=True)
-            same_shape("labels", lab, "input_ids", ids)
+            same_shape("labels", lab, "input_ids", like)
             V = cfg.vocab_size
             loss, ce_cache = cross_entropy_forward(logits[:, :-1].reshape(-1, V), lab[:, 1:].reshape(-1))
             self._loss_cache = (ce_cache, (B, T, V))
-        return ModelOutput(loss=loss, logits=logits)
+        return ModelOutput(
+            loss=loss, logits=logits,
+            attentions=tuple(layer.self_attn.attention_probs for layer in m.layers) if output_attentions else None,
+            hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
     def backward(self, dlogits=None):
-        """Accumulate d(loss)/d(param) into every .grad (the last forward's loss, or `dlogits`)."""
+        """Accumulate d(loss)/d(param) into every .grad (the last forward's loss, or `dlogits`).
+        Returns d loss / d inputs_embeds (B, T, C) after a forward on inputs_embeds, else None."""
         m = self.model
         if dlogits is None and self._loss_cache is None:
             raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first (or pass dlogits)")
@@ -234,7 +256,10 @@ class LlamaForCausalLM(Module):
         dx = m.norm.backward(dh)                          # undo: h = norm(x)
         for layer in reversed(m.layers):
             dx = layer.backward(dx)                       # undo: x = layer(x)
+        if self._embeds_given:
+            return dx                                     # d loss / d inputs_embeds
         m.embed_tokens.backward(dx)                       # undo: x = embed_tokens[ids]
+        return None
 
     # -- inference with a KV cache ---------------------------------------------------------
     def init_kv_cache(self, batch_size, max_len):
