@@ -34,6 +34,15 @@ from .backend import get_xp, to_numpy
 # Communicators: one process, and MPI
 # ----------------------------------------------------------------------------------------
 
+
+def _say_then_abort(comm, message):
+    """Print `message` and abort every rank. The message goes straight to file descriptor 2,
+    and mpiexec is given a moment to forward it: an abort right after a write can lose it."""
+    sys.stderr.flush()
+    os.write(2, message.encode())
+    time.sleep(1.0)
+    comm.Abort(1)
+
 class SingleProcess:
     """The communicator of a run without MPI: rank 0 of 1, every collective the identity."""
 
@@ -99,11 +108,9 @@ class MPIComm:
         t0 = time.perf_counter()
         while not req.Test():
             if time.perf_counter() - t0 > self.timeout:
-                sys.stderr.write(f"minilm.dist rank {self.rank}: {what} waited more than "
-                                 f"{self.timeout:.0f} s for the other ranks (one died or hangs); "
-                                 "aborting the job\n")
-                sys.stderr.flush()
-                self.comm.Abort(1)
+                _say_then_abort(self.comm, f"minilm.dist rank {self.rank}: {what} waited more than "
+                                f"{self.timeout:.0f} s for the other ranks (one died or hangs); "
+                                "aborting the job\n")
             if time.perf_counter() - t0 > 2e-3:        # spin 2 ms, then yield the core
                 time.sleep(1e-4)
         self.comm_seconds += time.perf_counter() - t0
@@ -205,9 +212,7 @@ def _abort_on_exception(comm):
 
     def excepthook(kind, value, tb):
         hook(kind, value, tb)
-        sys.stderr.write(f"minilm.dist: rank {comm.rank} failed; aborting all ranks\n")
-        sys.stderr.flush()
-        comm.abort(1)
+        _say_then_abort(comm.comm, f"minilm.dist: rank {comm.rank} failed; aborting all ranks\n")
     sys.excepthook = excepthook
 
 
