@@ -5,10 +5,10 @@ import json
 import os
 import sys
 
-from . import build_student, execute_notebook, format_scores
+from . import build_student, execute_notebook
 from .gradescope import build_autograder
-from .grader import (GradingError, grade, gradescope_results, notebooks_in, possible_points, read_notebook,
-                     write_csv, write_feedback)
+from .grader import (GradingError, grade, gradescope_results, notebooks_in, read_notebook, write_csv,
+                     write_feedback)
 
 EPILOG = """examples:
   python -m minilm.course build --out handout notebooks/03a-attention.ipynb

@@ -29,7 +29,7 @@ import re
 import secrets
 
 from .build import check_sites, hidden_lines, is_check_cell, strip_hidden_tests
-from .harness import RESULT_PREFIX, verify
+from .harness import verify
 
 MAX_RESTARTS = 3
 PROBE_TIMEOUT = 20            # seconds an interrupted kernel gets to answer before a restart
