@@ -84,39 +84,50 @@ def _placeholder(region, indent, exercise):
     return [f"...  # {PLACEHOLDER}"]
 
 
+def _replace_regions(source, begin, end, names, replace, other=lambda line: [line]):
+    """Scan a cell's lines for `begin` ... `end` marker regions (regexes; `names` are the two
+    markers as written, for messages); each region, markers included, becomes
+    `replace(begin_match, lines inside)`; every other line becomes `other(line)`. Raises
+    ValueError for a missing, nested or stray marker."""
+    lines = source.split("\n")
+    out, i = [], 0
+    while i < len(lines):
+        opened = begin.match(lines[i])
+        if opened:
+            j = i + 1
+            while j < len(lines) and not end.match(lines[j]):
+                if begin.match(lines[j]):
+                    raise ValueError(f"nested '{names[0]}' at line {j + 1}:\n{source}")
+                j += 1
+            if j == len(lines):
+                raise ValueError(f"'{names[0]}' at line {i + 1} has no '{names[1]}':\n{source}")
+            out += replace(opened, lines[i + 1:j])
+            i = j + 1
+            continue
+        if end.match(lines[i]):
+            raise ValueError(f"'{names[1]}' at line {i + 1} without a '{names[0]}':\n{source}")
+        out += other(lines[i])
+        i += 1
+    return "\n".join(out)
+
+
 def strip_solutions(source, exercise=None):
     """Replace every solution region of one cell's source by its placeholder.
 
     `exercise` names the exercise in the NotImplementedError message. Raises ValueError for a
     `# BEGIN SOLUTION` without its `# END SOLUTION` (or nested or stray markers).
     """
-    lines = source.split("\n")
-    out, i = [], 0
-    while i < len(lines):
-        line = lines[i]
-        begin = BEGIN_SOLUTION.match(line)
-        if begin:
-            j = i + 1
-            while j < len(lines) and not END_SOLUTION.match(lines[j]):
-                if BEGIN_SOLUTION.match(lines[j]):
-                    raise ValueError(f"nested '# BEGIN SOLUTION' at line {j + 1}:\n{source}")
-                j += 1
-            if j == len(lines):
-                raise ValueError(f"'# BEGIN SOLUTION' at line {i + 1} has no '# END SOLUTION':\n{source}")
-            indent = begin.group("indent")
-            region = [ln[len(indent):] if ln.startswith(indent) else ln.lstrip() for ln in lines[i + 1:j]]
-            out += _placeholder(region, indent, exercise)
-            i = j + 1
-            continue
-        if END_SOLUTION.match(line):
-            raise ValueError(f"'# END SOLUTION' at line {i + 1} without a '# BEGIN SOLUTION':\n{source}")
+    def placeholder(opened, inside):
+        indent = opened.group("indent")
+        region = [ln[len(indent):] if ln.startswith(indent) else ln.lstrip() for ln in inside]
+        return _placeholder(region, indent, exercise)
+
+    def single_line(line):
         single = SOLUTION_LINE.match(line)
-        if single:
-            out.append(f"{single.group('lhs')} = ...  # {PLACEHOLDER}")
-        else:
-            out.append(line)
-        i += 1
-    return "\n".join(out)
+        return [f"{single.group('lhs')} = ...  # {PLACEHOLDER}"] if single else [line]
+
+    return _replace_regions(source, BEGIN_SOLUTION, END_SOLUTION, ("# BEGIN SOLUTION", "# END SOLUTION"),
+                            placeholder, single_line)
 
 
 def _has_solution(source):
@@ -175,25 +186,9 @@ def is_check_cell(cell):
 def strip_hidden_tests(source):
     """Replace each `### BEGIN HIDDEN TESTS` ... `### END HIDDEN TESTS` region by a `pass`
     at the marker's indentation (so a `with` block stays valid)."""
-    lines, out, i = source.split("\n"), [], 0
-    while i < len(lines):
-        begin = BEGIN_HIDDEN.match(lines[i])
-        if begin:
-            j = i + 1
-            while j < len(lines) and not END_HIDDEN.match(lines[j]):
-                if BEGIN_HIDDEN.match(lines[j]):
-                    raise ValueError(f"nested '### BEGIN HIDDEN TESTS' at line {j + 1}:\n{source}")
-                j += 1
-            if j == len(lines):
-                raise ValueError(f"'### BEGIN HIDDEN TESTS' at line {i + 1} has no '### END HIDDEN TESTS':\n{source}")
-            out.append(f"{begin.group('indent')}pass  # hidden tests run when the notebook is graded")
-            i = j + 1
-            continue
-        if END_HIDDEN.match(lines[i]):
-            raise ValueError(f"'### END HIDDEN TESTS' at line {i + 1} without a '### BEGIN HIDDEN TESTS':\n{source}")
-        out.append(lines[i])
-        i += 1
-    return "\n".join(out)
+    return _replace_regions(
+        source, BEGIN_HIDDEN, END_HIDDEN, ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"),
+        lambda opened, inside: [f"{opened.group('indent')}pass  # hidden tests run when the notebook is graded"])
 
 
 def hidden_lines(source):
