@@ -5,17 +5,23 @@ import numbers
 from ..backend import HOST_INT64, as_host_array, asarray, get_xp, to_numpy
 
 
+def _rectangular(name, value, what):
+    """`value` as a host array, or TypeError naming `name` when it is not one (or is ragged)."""
+    host = as_host_array(value)
+    if not hasattr(host, "dtype"):
+        raise TypeError(f"{name} must be an array or a list of {what}, got {type(value).__name__} {value!r:.40}")
+    if host.dtype == object:
+        raise TypeError(f"{name} must be a rectangular array of {what} (ragged lists need padding)")
+    return host
+
+
 def as_ids(name, ids, vocab_size=None, ndim=2, allow_ignore=False):
     """Check an integer id array and move it to the active backend.
 
     Accepts lists, NumPy or CuPy arrays. Raises TypeError for non-integer arrays and
     ValueError for the wrong rank or ids outside [0, vocab_size) (-100 allowed for labels).
     """
-    host = as_host_array(ids)
-    if not hasattr(host, "dtype"):
-        raise TypeError(f"{name} must be an array or a list of integers, got {type(ids).__name__} {ids!r:.40}")
-    if host.dtype == object:
-        raise TypeError(f"{name} must be a rectangular array of integers (ragged lists need padding)")
+    host = _rectangular(name, ids, "integers")
     if host.dtype.kind not in "iu":
         if host.size > 0 or host.dtype.kind == "b":
             raise TypeError(f"{name} must hold integers, got dtype {host.dtype}")
@@ -156,11 +162,7 @@ def as_mask(name, mask, ids, ids_name="input_ids"):
     real tokens, a large negative number for padding) gets a ValueError saying how to
     convert it, instead of being read inverted; any other value is a ValueError too.
     """
-    host = as_host_array(mask)
-    if not hasattr(host, "dtype"):
-        raise TypeError(f"{name} must be an array or a list of 0/1, got {type(mask).__name__} {mask!r:.40}")
-    if host.dtype == object:
-        raise TypeError(f"{name} must be a rectangular array of 0/1 (ragged lists need padding)")
+    host = _rectangular(name, mask, "0/1")
     if host.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold 0/1 (int, bool or float), got dtype {host.dtype}")
     if host.ndim != 2:
