@@ -580,3 +580,11 @@ def test_every_bad_input_in_the_table_gets_a_clear_answer():
         assert said != "no error" and "DIFFERENT" not in said and "HALF" not in said, (what, said)
         assert ("Error: " in said and len(said) > 40) or said.startswith(
             ("correct", "works", "accepted", "falls back")), (what, said)
+
+
+def test_ragged_ids_and_masks_say_they_need_padding():
+    from minilm.models.checks import as_ids, as_mask
+    with pytest.raises(ValueError, match="input_ids must be a rectangular array of integers .ragged lists need padding"):
+        as_ids("input_ids", [[1, 2], [3]], 10)
+    with pytest.raises(ValueError, match="attention_mask must be a rectangular array of 0/1"):
+        as_mask("attention_mask", [[1, 1], [1]], np.zeros((2, 2), dtype=np.int64))

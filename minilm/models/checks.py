@@ -7,7 +7,10 @@ from ..backend import HOST_INT64, as_host_array, asarray, get_xp, to_numpy
 
 def _rectangular(name, value, what):
     """`value` as a host array, or TypeError naming `name` when it is not one (or is ragged)."""
-    host = as_host_array(value)
+    try:
+        host = as_host_array(value)
+    except ValueError:                                  # NumPy 2 refuses ragged lists itself
+        raise ValueError(f"{name} must be a rectangular array of {what} (ragged lists need padding)") from None
     if not hasattr(host, "dtype"):
         raise TypeError(f"{name} must be an array or a list of {what}, got {type(value).__name__} {value!r:.40}")
     if host.dtype == object:
