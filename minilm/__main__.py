@@ -138,12 +138,28 @@ def cmd_sample(args):
         print("----------")
 
 
+def cmd_figures(args):
+    """Run notebooks in their own folder with MINILM_WRITE_FIGURES=1, so that their
+    minilm.viz.save_figure calls write notebooks/figures/*.png."""
+    import glob
+    from .course.run import execute_notebook
+    from .viz import WRITE_FIGURES_ENV
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = args.notebooks or sorted(glob.glob(os.path.join(root, "notebooks", "*.ipynb")))
+    os.environ[WRITE_FIGURES_ENV] = "1"
+    for path in paths:
+        t0 = time.perf_counter()
+        execute_notebook(path, timeout=args.timeout)     # cwd: the notebook's folder
+        print(f"{os.path.basename(path)}: figures written ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("MPLBACKEND", "Agg")          # files only: no display needed
     parser = argparse.ArgumentParser(prog="python -m minilm", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq,compress,trust,finetune}")
+    sub = parser.add_subparsers(dest="command", metavar="{demo,train,sample,bench,seq2seq,compress,trust,finetune,figures}")
 
     p = sub.add_parser("demo", help="train a small GPT on the bundled corpus (1-3 minutes on 2 cores)")
     _add_model_args(p, max_iters=1000, eval_every=200, eval_iters=10)
@@ -165,6 +181,10 @@ def main(argv=None):
     sub.add_parser("finetune", help="BERT: pretrain | sentiment | ner | qa | embeddings", add_help=False)
     sub.add_parser("trust", help="trustworthy models: dp | fedavg | clip | seat | mlm-probe | explain",
                    add_help=False)
+    p = sub.add_parser("figures", help="regenerate notebooks/figures by running the notebooks "
+                                       "(the only command that writes them)")
+    p.add_argument("notebooks", nargs="*", help="notebook files (default: every notebook)")
+    p.add_argument("--timeout", type=int, default=600, help="per cell, in seconds")
 
     if argv[:1] == ["bench"]:
         from .bench import main as bench_main
@@ -186,6 +206,8 @@ def main(argv=None):
         train_run(args, args.command, sample_prompt="\n" if args.command == "train" else "The ")
     elif args.command == "sample":
         cmd_sample(args)
+    elif args.command == "figures":
+        return cmd_figures(args)
     else:
         parser.print_help()
     return 0
