@@ -156,6 +156,56 @@ def test_student_notebook_strips_solutions_hidden_tests_and_outputs_and_keeps_id
     assert "negative floats" in cell_by_id(nb, "chk1").source, "the solution notebook itself is unchanged"
 
 
+QUESTION = ("**Q1.** Why does the causal mask use -inf and not 0?\n"
+            "\n"
+            "<!-- BEGIN SOLUTION -->\n"
+            "Because exp(0) = 1: a 0 score still gets weight.\n"
+            "\n"
+            "With -inf the weight is exactly 0.\n"
+            "<!-- END SOLUTION -->\n"
+            "\n"
+            "(Two or three sentences.)")
+
+
+def test_model_answer_in_markdown_becomes_your_answer_here():
+    out = course.build.strip_model_answers(QUESTION)
+    assert out == ("**Q1.** Why does the causal mask use -inf and not 0?\n\n*Your answer here.*\n\n"
+                   "(Two or three sentences.)")
+    two = "Q1\n<!-- BEGIN SOLUTION -->\na\n<!-- END SOLUTION -->\nQ2\n  <!--BEGIN SOLUTION-->  \nb\n<!-- END SOLUTION -->"
+    assert course.build.strip_model_answers(two) == "Q1\n*Your answer here.*\nQ2\n*Your answer here.*"
+    plain = "Text that mentions <!-- BEGIN SOLUTION --> inside a line is not a marker.\n# BEGIN SOLUTION"
+    assert course.build.strip_model_answers(plain) == plain, "only whole-line HTML-comment markers count"
+
+
+@pytest.mark.parametrize("src", ["Q\n<!-- BEGIN SOLUTION -->\nanswer", "Q\nanswer\n<!-- END SOLUTION -->",
+                                 "<!-- BEGIN SOLUTION -->\n<!-- BEGIN SOLUTION -->\n<!-- END SOLUTION -->"])
+def test_unbalanced_model_answer_markers_raise(src):
+    with pytest.raises(ValueError, match="<!-- (BEGIN|END) SOLUTION -->"):
+        course.build.strip_model_answers(src)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(src)])
+    nb.cells[0]["id"] = "q1"
+    with pytest.raises(ValueError, match="markdown cell 0 \\(id 'q1'\\)"):
+        course.student_notebook(nb)
+
+
+def test_build_student_hides_model_answers_and_the_solution_keeps_them(tmp_path):
+    nb = tiny_solution_notebook()
+    question = nbformat.v4.new_markdown_cell(QUESTION)
+    question["id"] = "q1"
+    nb.cells.append(question)
+    path = tmp_path / "with_question.ipynb"
+    nbformat.write(nb, str(path))
+    (handout,) = course.build_student([str(path)], str(tmp_path / "student"))
+    built = cell_by_id(nbformat.read(handout, as_version=4), "q1")
+    assert built.cell_type == "markdown"
+    assert "*Your answer here.*" in built.source and "exp(0) = 1" not in built.source
+    assert "SOLUTION" not in built.source and "-inf the weight" not in built.source
+    assert built.source.startswith("**Q1.** Why does the causal mask") and built.source.endswith("sentences.)")
+    assert cell_by_id(nbformat.read(str(path), as_version=4), "q1").source == QUESTION, "solution unchanged"
+    other = [c.source for c in nbformat.read(handout, as_version=4).cells if c.cell_type == "markdown"][:-1]
+    assert other == [c.source for c in nb.cells if c.cell_type == "markdown"][:-1], "other markdown kept"
+
+
 def test_check_sites_come_from_the_syntax_tree_not_from_text():
     src = ("# check(\"ex9\", points=5) in a comment does not count\n"
            "s = 'check(\"ex8\", points=4)'\n"

@@ -24,6 +24,18 @@ a `x = expr  # SOLUTION` line becomes `x = ...  # YOUR CODE HERE`. Hidden tests 
 (a `pass` keeps the block valid). Outputs and execution counts are cleared. The rest of each
 check cell stays, visible: students see what is tested and get feedback as they work.
 
+Written (conceptual) questions get model answers in markdown cells, between two lines of their own:
+
+    **Q1.** Why does the causal mask use -inf rather than 0?
+
+    <!-- BEGIN SOLUTION -->
+    Because softmax(0) is not 0: ...
+    <!-- END SOLUTION -->
+
+The solution notebook (the instructor's) shows the answer; `build` replaces each region,
+markers included, by the line `*Your answer here.*` and keeps the rest of the cell. A marker
+without its partner (or a nested one) raises ValueError, as for code.
+
 A *check cell* is a code cell with a `with check("id", points=N, ...)` statement; its
 *sites* are those statements, found in the syntax tree (comments and strings that mention
 check(...) are not sites).
@@ -42,6 +54,10 @@ SOLUTION_LINE = re.compile(r"^(?P<lhs>\s*[^#\n]+?)\s*=\s*(?P<rhs>[^#\n]+?)\s*#\s
 BEGIN_HIDDEN = re.compile(r"^(?P<indent>\s*)###\s*BEGIN HIDDEN TESTS\s*$")
 END_HIDDEN = re.compile(r"^\s*###\s*END HIDDEN TESTS\s*$")
 PLACEHOLDER = "YOUR CODE HERE"
+# Model answers to written questions, in markdown cells (HTML comments: invisible when rendered).
+BEGIN_ANSWER = re.compile(r"^\s*<!--\s*BEGIN SOLUTION\s*-->\s*$")
+END_ANSWER = re.compile(r"^\s*<!--\s*END SOLUTION\s*-->\s*$")
+ANSWER_PLACEHOLDER = "*Your answer here.*"
 
 
 # ------------------------------------------------------------------------------------------
@@ -128,6 +144,16 @@ def strip_solutions(source, exercise=None):
 
     return _replace_regions(source, BEGIN_SOLUTION, END_SOLUTION, ("# BEGIN SOLUTION", "# END SOLUTION"),
                             placeholder, single_line)
+
+
+def strip_model_answers(source):
+    """Replace every `<!-- BEGIN SOLUTION -->` ... `<!-- END SOLUTION -->` region of one
+    markdown cell's source (markers included) by the line `*Your answer here.*`.
+
+    Raises ValueError for a marker without its partner, or a nested one.
+    """
+    return _replace_regions(source, BEGIN_ANSWER, END_ANSWER, ("<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->"),
+                            lambda opened, inside: [ANSWER_PLACEHOLDER])
 
 
 def _has_solution(source):
@@ -218,13 +244,19 @@ def _next_exercise(cells, start):
 
 
 def student_notebook(nb):
-    """A copy of the solution notebook `nb` with solutions and hidden tests removed and
-    outputs cleared. Cell ids are kept: the grader uses them to put the instructor's checks
+    """A copy of the solution notebook `nb` with solutions, model answers and hidden tests
+    removed and outputs cleared. Cell ids are kept: the grader uses them to put the instructor's checks
     where they belong in a submission.
 
     The exercise named in each placeholder is the first `check(...)` at or after the cell.
     """
     nb = copy.deepcopy(nb)
+    for n, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown":
+            try:
+                cell.source = strip_model_answers(cell.source)
+            except ValueError as e:
+                raise ValueError(f"markdown cell {n} (id {cell.get('id')!r}): {e}") from None
     cells = _code_cells(nb)
     for i, cell in enumerate(cells):
         if _has_solution(cell.source):
