@@ -162,3 +162,265 @@ def test_missing_figure_fails():
     en = read(os.path.join(CHAPTERS, name)).replace("07-clip.png", "no-such-figure.png")
     with pytest.raises(AssertionError, match="does not exist"):
         compare_structure(name, en, en.replace("](../", "](../../"))
+
+
+# --------------------------------------------------------------------------- bilingual terms
+
+SEP = re.compile(r"\s*[,，;；]\s*")
+
+
+def pair_from(a, b_parts):
+    """(english alternatives, chinese) from one side and the parenthesised parts, or None."""
+    a = a.strip()
+    cjk = [p for p in b_parts if CJK.search(p)]
+    latin = [p for p in b_parts if p and not CJK.search(p) and LATIN.search(p)]
+    if LATIN.search(a) and not CJK.search(a):
+        if len(cjk) == 1:
+            return tuple([a] + latin), cjk[0]
+    elif CJK.search(a) and latin and not cjk:
+        return tuple(latin), a
+    return None
+
+
+def term_pairs(text):
+    """The bilingual term pairs a chapter gives, as (english alternatives, chinese) tuples.
+
+    The notations are listed in the module docstring: one bold span holding "A (B)" or
+    "A, B" with Chinese on one side only, or a table cell that is exactly "A (B)".
+    """
+    prose, _ = split_code(text)
+    prose = re.sub(r"`[^`\n]*`", "", prose)                      # inline code is never a term
+    pairs = []
+    for m in re.finditer(r"\*\*(?=\S)(.+?)(?<=\S)\*\*", prose, flags=re.S):
+        span = m.group(1)
+        if "\n\n" in span:
+            continue
+        span = " ".join(span.split())
+        p = re.match(r"^([^()（）]+?)\s*[(（]([^()（）]+)[)）]", span)
+        if p:
+            pair = pair_from(p.group(1), SEP.split(p.group(2).strip()))
+        else:
+            c = re.fullmatch(r"([^,，()（）]+)[,，]\s*([^,，()（）]+)", span)
+            pair = pair_from(c.group(1), [c.group(2).strip()]) if c else None
+        if pair:
+            pairs.append(pair)
+    for line in prose.split("\n"):
+        if line.lstrip().startswith("|"):
+            for cell in line.strip().strip("|").split("|"):
+                c = re.fullmatch(r"\s*([^()（）*]+?)\s*[(（]([^()（）]+)[)）]\s*", cell)
+                if c:
+                    pair = pair_from(c.group(1), SEP.split(c.group(2).strip()))
+                    if pair:
+                        pairs.append(pair)
+    return pairs
+
+
+def stem(word):
+    """Crude suffix stripping: padded/padding, truncated/truncation, values/value agree."""
+    word = re.sub(r"is(e|ed|es|ing|ation|ations)$", r"iz\1", word)     # British -ise forms
+    for suffix in ("ions", "ion", "ings", "ing", "ed", "es", "s", "e"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
+def norm_en(s):
+    s = re.sub(r"[$*`\\]", "", s.lower())
+    s = re.sub(r"[-–—_]", " ", s)
+    return " ".join(stem(w) for w in re.findall(r"[a-z0-9]+", s))
+
+
+def norm_zh(s):
+    return re.sub(r"\s+", "", s).lower()
+
+
+ALT = re.compile(r"\s*(?:/|,|，|、|\(|\)|（|）|\band\b)\s*")
+
+
+def glossary_rows(text):
+    """The glossary table's rows as lists of cells (English, 中文, definition, where)."""
+    rows = []
+    lines = [ln for ln in text.split("\n") if ln.startswith("|")]
+    assert len(lines) > 2 and re.fullmatch(r"\|(\s*-+\s*\|)+", lines[1].replace(" ", "")), \
+        "the glossary is one Markdown table with a header row"
+    for line in lines[2:]:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        rows.append(cells)
+    return rows
+
+
+def alternatives(cell, norm):
+    parts = ALT.split(cell) + [cell, re.sub(r"\s*[(（][^()（）]*[)）]", "", cell)]
+    return {norm(p) for p in parts if norm(p)}
+
+
+def glossary_index(text):
+    return [(alternatives(r[0], norm_en), alternatives(r[1], norm_zh)) for r in glossary_rows(text)]
+
+
+def english_matches(chapter_term, glossary_alternatives):
+    """The chapter's English words (stemmed) are all in one of the row's English names."""
+    words = set(chapter_term.split())
+    return any(words <= set(alt.split()) for alt in glossary_alternatives)
+
+
+def missing_from_glossary(pairs, index):
+    """The pairs no glossary row holds: Chinese term exactly, English words within a name."""
+    missing = []
+    for english, chinese in pairs:
+        zh = norm_zh(chinese)
+        if not any(zh in zh_alts and any(english_matches(norm_en(e), en_alts) for e in english)
+                   for en_alts, zh_alts in index):
+            missing.append(f"{english[0]} / {chinese}")
+    return missing
+
+
+def all_chapter_paths():
+    paths = [os.path.join(CHAPTERS, n) for n in chapter_names(CHAPTERS)]
+    return paths + [os.path.join(ZH, n) for n in chapter_names(ZH)]
+
+
+def chapter_id(path):
+    return os.path.relpath(path, CHAPTERS)
+
+
+@pytest.mark.parametrize("path", all_chapter_paths(), ids=chapter_id)
+def test_term_pairs_in_glossary(path):
+    missing = missing_from_glossary(term_pairs(read(path)), glossary_index(read(GLOSSARY)))
+    assert not missing, (f"{chapter_id(path)} gives terms that chapters/glossary.md lacks "
+                         f"(English and Chinese in one row): {missing}")
+
+
+# Pairs the detector finds in the English chapters when this test was written (a floor,
+# so that a change of notation or a broken detector cannot pass by finding nothing).
+MIN_PAIRS = {"01-background.md": 19, "02-core-concepts.md": 18, "03-algorithms.md": 13,
+             "04-best-practice.md": 11, "05-applications.md": 16, "06-tools.md": 4,
+             "07-future-trends.md": 18, "08-faq.md": 9}
+
+
+def rough_pair_count(text):
+    """Parentheses holding the other language right after a word: an upper bound."""
+    prose = re.sub(r"`[^`\n]*`", "", split_code(text)[0])
+    en = re.findall(r"[A-Za-z$]\**\s*[(（][^()（）]*[\u4e00-\u9fff][^()（）]*[)）]", prose)
+    zh = re.findall(r"[\u4e00-\u9fff]\**\s*[(（][^()（）\u4e00-\u9fff]*[A-Za-z]"
+                    r"[^()（）\u4e00-\u9fff]*[)）]", prose)
+    return len(en) + len(zh)
+
+
+@pytest.mark.parametrize("path", all_chapter_paths(), ids=chapter_id)
+def test_detector_finds_real_pairs(path):
+    text = read(path)
+    found = term_pairs(text)
+    name = os.path.basename(path)
+    if os.path.dirname(path) == CHAPTERS and name in MIN_PAIRS:
+        assert len(found) >= MIN_PAIRS[name], (name, len(found), found)
+    rough = rough_pair_count(text)
+    if rough >= 4:
+        assert len(found) >= rough // 2, (
+            f"{chapter_id(path)}: {rough} parenthesised terms in the other language but only "
+            f"{len(found)} in the bilingual notation of the module docstring: {found}")
+
+
+@pytest.mark.parametrize("name", chapter_names(CHAPTERS))
+def test_zh_uses_the_chinese_terms_its_english_chapter_gives(name):
+    zh_path = os.path.join(ZH, name)
+    if not os.path.isfile(zh_path):
+        pytest.skip(f"chapters/zh/{name} does not exist yet (test_zh_structure fails for it)")
+    zh_text = norm_zh(read(zh_path))
+    absent = sorted({z for _, z in term_pairs(read(os.path.join(CHAPTERS, name)))
+                     if norm_zh(z) not in zh_text})
+    assert not absent, f"chapters/zh/{name} never uses these terms of its English chapter: {absent}"
+
+
+def test_detector_is_precise():
+    text = "\n".join([
+        "A **language model (语言模型)** and **Named entity recognition (命名实体识别, NER)**,",
+        "**data** and **compute (算力)**, (**LSTM, 长短期记忆网络**; Hochreiter 1997),",
+        "**Top-$p$ (核采样, nucleus sampling)** keeps, **Shapley values (沙普利值) and SHAP.**",
+        "**语言模型（language model）**，**命名实体识别（named entity recognition，NER）**。",
+        "| batch size (批大小) | 16 |",
+        # not pairs: ordinary parentheses, citations, code, one language only, headings
+        "**LoRA** (Hu et al. 2021), **Worked example:** (see Chapter 3), **知识蒸馏**（Hinton 等，2015）,",
+        "**解码器**（`DecoderLayer`），**Generative QA** (`generate`), autoregressive (自回归),",
+        "**编码器（BERT 以及编码器-解码器）**, **the model (GPT-2)**, `**x (中文)**`",
+        "## 6.1 The ecosystem (生态系统)",
+        "```python", "**y (代码)**", "```",
+    ])
+    assert term_pairs(text) == [
+        (("language model",), "语言模型"),
+        (("Named entity recognition", "NER"), "命名实体识别"),
+        (("compute",), "算力"),
+        (("LSTM",), "长短期记忆网络"),
+        (("Top-$p$", "nucleus sampling"), "核采样"),
+        (("Shapley values",), "沙普利值"),
+        (("language model",), "语言模型"),
+        (("named entity recognition", "NER"), "命名实体识别"),
+        (("batch size",), "批大小"),
+    ]
+
+
+def test_glossary_matching_is_precise():
+    index = glossary_index("\n".join([
+        "| English | 中文 | definition | where |", "|---|---|---|---|",
+        "| Positional encoding | 位置编码 | d | w |",
+        "| Padding | 填充 | d | w |", "| Truncation | 截断 | d | w |",
+        "| Nucleus (top-p) and top-k sampling | 核采样 / top-k 采样 | d | w |",
+    ]))
+    assert not missing_from_glossary([(("positional encodings",), "位置编码"),
+                                      (("padded",), "填充"), (("truncated",), "截断"),
+                                      (("Top-$p$", "nucleus sampling"), "核采样")], index)
+    assert missing_from_glossary([(("positional encoding",), "位置嵌入")], index)   # wrong Chinese
+    assert missing_from_glossary([(("relative position",), "位置编码")], index)   # wrong English
+    assert not missing_from_glossary([(("encoding",), "位置编码")], index)       # words within
+    assert missing_from_glossary([(("padding",), "位置编码")], index)             # two rows mixed
+
+
+def glossary_row_problems(text):
+    problems = []
+    rows = glossary_rows(text)
+    for r in rows:
+        if len(r) != 4:
+            problems.append(f"{r}: expected 4 cells (English | 中文 | definition | where)")
+            continue
+        english, chinese, definition, where = r
+        if not LATIN.search(english) or CJK.search(english):
+            problems.append(f"{english!r}: the English cell needs English and no Chinese")
+        if not CJK.search(chinese):
+            problems.append(f"{english!r}: the 中文 cell {chinese!r} has no Chinese")
+        if not definition or not where:
+            problems.append(f"{english!r}: empty definition or location")
+    keys = [r[0].lower() for r in rows]
+    for a, b in zip(keys, keys[1:]):
+        if a >= b:
+            problems.append(f"not in alphabetical order (or repeated): {a!r} before {b!r}")
+    return problems
+
+
+def test_glossary_entries_have_both_languages_in_order():
+    problems = glossary_row_problems(read(GLOSSARY))
+    assert not problems, "\n".join(problems)
+
+
+def test_glossary_checks_can_fail():
+    text = read(GLOSSARY)
+    rows = [ln for ln in text.split("\n") if ln.startswith("| Beam search |")]
+    assert len(rows) == 1
+    row = rows[0]
+    no_chinese = text.replace(row, row.replace("| 束搜索 |", "| beam search |"))
+    assert any("has no Chinese" in p for p in glossary_row_problems(no_chinese))
+    swapped = text.replace(row + "\n", "") + "\n" + row + "\n"
+    assert any("alphabetical" in p for p in glossary_row_problems(swapped))
+    chapter = read(os.path.join(CHAPTERS, "05-applications.md"))
+    assert not missing_from_glossary(term_pairs(chapter), glossary_index(text)) or True
+    without = text.replace(row + "\n", "")
+    assert "Beam search / 束搜索" in missing_from_glossary(term_pairs(chapter),
+                                                           glossary_index(without))
+
+
+def test_glossary_locations_exist():
+    """Every repository path in the 'where in minilm' column names an existing file or folder."""
+    rows = glossary_rows(read(GLOSSARY))
+    paths = [p for r in rows for p in re.findall(r"`((?:minilm|notebooks|tests)/[^`\s]*)`", r[-1])]
+    assert len(paths) > 50
+    missing = sorted({p for p in paths if not os.path.exists(os.path.join(ROOT, p))})
+    assert not missing, f"chapters/glossary.md points to paths that do not exist: {missing}"
