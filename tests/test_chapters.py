@@ -24,7 +24,8 @@ full-width ``（）``, ``,`` the full-width ``，``, the two sides in either ord
     **语言模型（language model）**                  Chinese (English): the Chinese edition's form
     **命名实体识别（named entity recognition，NER）**
 
-and, in a table, a cell that is exactly ``English (Chinese)`` (``| batch size (批大小) |``).
+and, in a table, a first cell (the one naming the row) that is exactly ``English (Chinese)``
+(``| batch size (批大小) | 16 or 32 |``).
 One side must contain Chinese characters and the other none (but Latin letters), so ordinary
 parentheses, bold text with a citation, ``(`code`)`` or ``(Chapter 3)`` are not pairs.
 Not detected: pairs outside bold (``autoregressive (自回归)``) and in headings, whose English
@@ -206,12 +207,12 @@ def term_pairs(text):
             pairs.append(pair)
     for line in prose.split("\n"):
         if line.lstrip().startswith("|"):
-            for cell in line.strip().strip("|").split("|"):
-                c = re.fullmatch(r"\s*([^()（）*]+?)\s*[(（]([^()（）]+)[)）]\s*", cell)
-                if c:
-                    pair = pair_from(c.group(1), SEP.split(c.group(2).strip()))
-                    if pair:
-                        pairs.append(pair)
+            cell = line.strip().strip("|").split("|")[0]      # the column naming each row
+            c = re.fullmatch(r"\s*([^()（）*]+?)\s*[(（]([^()（）]+)[)）]\s*", cell)
+            if c:
+                pair = pair_from(c.group(1), SEP.split(c.group(2).strip()))
+                if pair:
+                    pairs.append(pair)
     return pairs
 
 
@@ -338,7 +339,7 @@ def test_detector_is_precise():
         "**data** and **compute (算力)**, (**LSTM, 长短期记忆网络**; Hochreiter 1997),",
         "**Top-$p$ (核采样, nucleus sampling)** keeps, **Shapley values (沙普利值) and SHAP.**",
         "**语言模型（language model）**，**命名实体识别（named entity recognition，NER）**。",
-        "| batch size (批大小) | 16 |",
+        "| batch size (批大小) | 16 |", "| open generation | CE（预训练） |",
         # not pairs: ordinary parentheses, citations, code, one language only, headings
         "**LoRA** (Hu et al. 2021), **Worked example:** (see Chapter 3), **知识蒸馏**（Hinton 等，2015）,",
         "**解码器**（`DecoderLayer`），**Generative QA** (`generate`), autoregressive (自回归),",
