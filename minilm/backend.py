@@ -9,13 +9,18 @@ which returns the active backend.
     minilm.set_backend("cupy")      # or MINILM_BACKEND=cupy in the environment
     minilm.get_backend()            # "cupy"
 
-CuPy is optional and imported lazily, the first time it is asked for.
+CuPy is optional and imported lazily, the first time it is asked for. The third backend,
+"strict" (minilm/strict.py), is NumPy underneath with CuPy's rules on top: no implicit
+conversion to NumPy, no mixing of host and device arrays, and every read of a device value
+on the host counted (`host_transfers()`), so the GPU discipline is tested on any machine.
 """
 import os
 
 import numpy as np
 
-_BACKENDS = ("numpy", "cupy")
+from minilm import strict as _strict
+
+_BACKENDS = ("numpy", "cupy", "strict")
 _active = None          # the backend name; set on first use from MINILM_BACKEND
 _cupy = None            # the cupy module once imported successfully
 
@@ -50,7 +55,7 @@ def cupy_available():
 
 
 def set_backend(name):
-    """Create new arrays with "numpy" or "cupy" from now on."""
+    """Create new arrays with "numpy", "cupy" or "strict" from now on."""
     global _active
     if name not in _BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {_BACKENDS}")
@@ -60,7 +65,7 @@ def set_backend(name):
 
 
 def get_backend():
-    """The active backend's name: "numpy" or "cupy"."""
+    """The active backend's name: "numpy", "cupy" or "strict"."""
     global _active
     if _active is None:
         name = os.environ.get("MINILM_BACKEND", "numpy").strip().lower() or "numpy"
@@ -71,12 +76,16 @@ def get_backend():
 def get_xp(*arrays):
     """The array module that owns `arrays`; the active backend when called with none."""
     if arrays:
+        for a in arrays:
+            if type(a) is _strict.StrictArray:
+                return _strict
         if _cupy is not None:
             for a in arrays:
                 if isinstance(a, _cupy.ndarray):
                     return _cupy
         return np
-    return _cupy if get_backend() == "cupy" else np
+    name = get_backend()
+    return _cupy if name == "cupy" else _strict if name == "strict" else np
 
 
 def row_blocks(x, block_bytes=1 << 18):
@@ -88,17 +97,42 @@ def row_blocks(x, block_bytes=1 << 18):
     outputs travel (the tiling that BLAS does for matrix products). A GPU wants the
     opposite: as few, as large kernels as possible.
     """
-    if _cupy is not None and isinstance(x, _cupy.ndarray):
+    if type(x) is _strict.StrictArray or (_cupy is not None and isinstance(x, _cupy.ndarray)):
         return [slice(None)]
     step = max(1, block_bytes // max(1, x.shape[-1] * x.itemsize))
     return [slice(i, i + step) for i in range(0, x.shape[0], step)]
 
 
 def to_numpy(a):
-    """Host (NumPy) copy of any backend array; Python scalars and lists pass through np.asarray."""
+    """Host (NumPy) copy of any backend array; Python scalars and lists pass through np.asarray.
+
+    A strict array comes back as a copy (as from a GPU), counted as a host transfer."""
+    if type(a) is _strict.StrictArray:
+        return a.get()
     if _cupy is not None and isinstance(a, _cupy.ndarray):
         return _cupy.asnumpy(a)
     return np.asarray(a)
+
+
+def host_transfers():
+    """How many times device data was read on the host under the strict backend (to_numpy,
+    .get(), float/int/bool/.item(), format, ...) since the last reset_host_transfers().
+
+    Only strict arrays are counted: CuPy's own conversions are not seen here.
+        reset_host_transfers(); trainer.fit(...); assert host_transfers() == expected
+    """
+    return _strict.transfer_count()
+
+
+def reset_host_transfers():
+    """Set the host-transfer count to zero and clear its log."""
+    _strict.reset_transfers()
+
+
+def host_transfer_log():
+    """The latest host transfers (up to 256) as (kind, "file:line in function") pairs, oldest
+    first: where a test that counts transfers looks when the count is off."""
+    return _strict.transfer_log()
 
 
 def asarray(a, dtype=None):
@@ -106,6 +140,8 @@ def asarray(a, dtype=None):
     xp = get_xp()
     if xp is np:
         return np.asarray(to_numpy(a), dtype=dtype)
+    if xp is _strict and _cupy is not None and isinstance(a, _cupy.ndarray):
+        a = _cupy.asnumpy(a)
     return xp.asarray(a, dtype=dtype)
 
 
