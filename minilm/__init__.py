@@ -2,8 +2,11 @@
 
 Every forward *and* backward pass is explicit code you can read, next to its derivative.
 """
+from . import _moved
 from .backend import get_backend, get_xp, set_backend, to_numpy
-from .check import gradcheck, numerical_grad
+from .ops.check import gradcheck, numerical_grad
+
+_moved.install()        # the first edition's flat import paths (minilm.train, ...) keep working
 
 __version__ = "0.1.0"
 __all__ = ["set_backend", "get_backend", "get_xp", "to_numpy", "gradcheck", "numerical_grad"]

@@ -54,11 +54,11 @@ def _add_model_args(p, **defaults):
 def train_run(args, command="train", sample_prompt="\n"):
     """Train a char-level GPT as configured by `args`; write the run folder; return it."""
     from .data import LMData, load_text
-    from .dist import DataParallel, get_comm
+    from .training.dist import DataParallel, get_comm
     from .models import GPT, GPTConfig
-    from .optim import AdamW, ZeroAdamW, cosine_with_warmup, param_groups_with_decay
+    from .training.optim import AdamW, ZeroAdamW, cosine_with_warmup, param_groups_with_decay
     from .tokenizers import CharTokenizer
-    from .train import Trainer
+    from .training.trainer import Trainer
     from .viz import plot_loss
 
     comm = get_comm()                       # MPI under mpiexec -n N, else one process
@@ -187,19 +187,19 @@ def main(argv=None):
     p.add_argument("--timeout", type=int, default=600, help="per cell, in seconds")
 
     if argv[:1] == ["bench"]:
-        from .bench import main as bench_main
+        from .bench.suite import main as bench_main
         return bench_main(argv[1:])
     if argv[:1] == ["finetune"]:
-        from .finetune import main as finetune_main
+        from .applications.finetune import main as finetune_main
         return finetune_main(argv[1:])
     if argv[:1] == ["trust"]:
-        from .trust_cli import main as trust_main
+        from .applications.trust.cli import main as trust_main
         return trust_main(argv[1:])
     if argv[:1] == ["compress"]:
-        from .compress.cli import main as compress_main
+        from .applications.compress.cli import main as compress_main
         return compress_main(argv[1:])
     if argv[:1] == ["seq2seq"]:
-        from .seq2seq_tasks import main as seq2seq_main
+        from .applications.seq2seq_tasks import main as seq2seq_main
         return seq2seq_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command in ("demo", "train"):

@@ -9,7 +9,10 @@ import minilm
 from minilm.backend import cupy_available, get_xp, to_numpy
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "minilm")
-COMPUTE = ["ops", "layers", "models", "losses.py", "optim.py"]
+COMPUTE = ["ops", "layers", "models", "training/optim.py"]
+# The gradient checker lives with the ops it checks, but it is not compute code: it perturbs
+# inputs one element at a time in float64 on the host, by design.
+NOT_COMPUTE = {os.path.join("ops", "check.py")}
 
 
 def test_compute_code_never_imports_numpy():
@@ -19,7 +22,8 @@ def test_compute_code_never_imports_numpy():
         files = [path] if path.endswith(".py") else [
             os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if f.endswith(".py")]
         for f in files:
-            if not os.path.exists(f):
+            assert os.path.exists(f), f"{f} is gone: update COMPUTE"
+            if os.path.relpath(f, ROOT) in NOT_COMPUTE:
                 continue
             src = open(f, encoding="utf-8").read()
             if re.search(r"^\s*(import numpy|from numpy)", src, re.M):

@@ -39,7 +39,7 @@ from . import checks as _checks
 RESULT_PREFIX = "MINILM-RESULT "
 _PROTECTED = ["builtins", "math", "json", "hmac", "hashlib", "numpy", "numpy.linalg", "numpy.random",
               "numpy.testing", "minilm"]
-_SKIP = ("minilm.__main__", "minilm.bench_torch", "minilm.course.__main__")
+_SKIP = ("minilm.__main__", "minilm.bench.torch_ref", "minilm.course.__main__")
 _snapshot = None
 # What the kernel itself rebinds for every cell: not the submission's doing.
 _KERNEL_MANAGED = {("builtins", "input"), ("builtins", "raw_input"), ("builtins", "getpass"),
@@ -60,8 +60,11 @@ def _protected_modules():
             importlib.import_module(info.name)
         except Exception:                                  # an optional extra (cupy, mpi4py) missing
             continue
+    # Old import paths (minilm.train, ...) are aliases of the moved modules: each module once,
+    # under its own name.
     return {name: module for name, module in sys.modules.items()
-            if module is not None and (name in _PROTECTED or name.startswith("minilm."))}
+            if module is not None and (name in _PROTECTED or name.startswith("minilm."))
+            and getattr(module, "__name__", name) == name}
 
 
 def _function_state(fn):

@@ -87,7 +87,7 @@ class Module:
         its upstream gradient and the cache of its forward (as PyTorch's
         register_full_backward_hook, through which Opacus computes per-example gradients).
         Linear, Embedding and LayerNorm run hooks; with their `per_example_param_grads`,
-        a hook gets each example's own parameter gradients (minilm/privacy.py).
+        a hook gets each example's own parameter gradients (minilm/applications/trust/privacy.py).
         Returns a handle whose `remove()` takes the hook off."""
         if not self.calls_backward_hooks:
             raise TypeError(f"{type(self).__name__}.backward runs no hooks; register on its "
@@ -104,7 +104,7 @@ class Module:
         every Linear, Embedding and LayerNorm below gets a backward hook that *adds* each
         example's gradient into `p.grad_sample` (shape (B, *p.shape)), like .grad;
         `zero_grad` clears it, `per_example_grads(False)` takes the hooks off. DP-SGD itself
-        uses register_backward_hook and per_example_param_grads (minilm/privacy.py)."""
+        uses register_backward_hook and per_example_param_grads (minilm/applications/trust/privacy.py)."""
         for m in self.modules():
             if not hasattr(m, "per_example_param_grads"):
                 continue

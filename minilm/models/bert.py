@@ -40,7 +40,7 @@ from typing import ClassVar
 from ..backend import as_host_array, get_xp, host_rng, resolve_dtype, to_numpy
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, new_param
-from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import (get_activation, linear_backward, linear_forward, padding_mask, tanh_backward,
                    tanh_forward)
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,

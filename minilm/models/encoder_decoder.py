@@ -26,7 +26,7 @@ from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import (Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention,
                       PostLNBlock, PreLNBlock)
-from ..losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
+from ..ops.losses import IGNORE_INDEX, cross_entropy_backward, cross_entropy_forward
 from ..ops import linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads, plus, require_config,
                      same_shape)
@@ -514,7 +514,7 @@ class Seq2SeqTransformer(PreTrainedModel):
                  length_penalty=1.0, use_cache=True, return_dict_in_generate=False):
         """Translate each source: greedy (num_beams=1) or beam search; see
         `minilm.beam_search.generate_seq2seq`. Returns (B, 1 + n) NumPy ids, BOS first."""
-        from ..beam_search import generate_seq2seq
+        from ..inference.beam_search import generate_seq2seq
         return generate_seq2seq(self, input_ids, attention_mask=attention_mask,
                                 max_new_tokens=max_new_tokens, num_beams=num_beams,
                                 length_penalty=length_penalty, use_cache=use_cache,
@@ -523,7 +523,7 @@ class Seq2SeqTransformer(PreTrainedModel):
     def score_sequences(self, input_ids, sequences, attention_mask=None, length_penalty=1.0):
         """Length-normalised log-probability of given outputs (as `generate` returns them:
         BOS, tokens, EOS, padding), computed by one teacher-forced forward pass."""
-        from ..beam_search import score_sequences
+        from ..inference.beam_search import score_sequences
         return score_sequences(self, input_ids, sequences, attention_mask, length_penalty)
 
     # -- checkpoints -------------------------------------------------------------------------

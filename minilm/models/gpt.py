@@ -17,7 +17,7 @@ from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import (CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Module,
                       PreLNBlock)
-from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import get_activation, linear_backward, linear_forward, padding_mask
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads as _hidden_grads,
                      plus as _plus, require_config, same_shape)
@@ -287,7 +287,7 @@ class GPT(PreTrainedModel):
     def generate(self, input_ids, max_new_tokens, do_sample=False, temperature=1.0, top_k=None,
                  top_p=None, use_cache=True, seed=None, eos_token_id=None, crop=False):
         """Continue each prompt by `max_new_tokens` tokens; see `minilm.generate.generate`."""
-        from ..generate import generate
+        from ..inference.generate import generate
         return generate(self, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
                         top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed,
                         eos_token_id=eos_token_id, crop=crop)

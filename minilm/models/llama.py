@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ..backend import get_xp, host_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import Embedding, LlamaDecoderLayer, Linear, Module, RMSNorm
-from ..losses import cross_entropy_backward, cross_entropy_forward
+from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import check_gqa_heads, linear_backward, linear_forward, padding_mask, rope_tables
 from .checks import as_embeds, as_ids, as_mask, check_config, require_config, same_shape
 from .output import ModelOutput
@@ -296,7 +296,7 @@ class LlamaForCausalLM(Module):
     def generate(self, input_ids, max_new_tokens, do_sample=False, temperature=1.0, top_k=None,
                  top_p=None, use_cache=True, seed=None, eos_token_id=None):
         """Continue each prompt by `max_new_tokens` tokens; see `minilm.generate.generate`."""
-        from ..generate import generate
+        from ..inference.generate import generate
         return generate(self, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
                         top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed, eos_token_id=eos_token_id)
 

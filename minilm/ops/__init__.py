@@ -6,7 +6,7 @@ Where speed work changed an op's form (LayerNorm, softmax, GELU, attention), the
 form the chapters derive sits beside it as `name_forward_textbook` / `name_backward_textbook`,
 and a test keeps the two in agreement; the models use the fast forms. Linear, Embedding and
 LayerNorm also have `name_per_example_grads(dout, cache)`: each example's own parameter
-gradients (B, *param.shape), which DP-SGD clips one by one (minilm/privacy.py).
+gradients (B, *param.shape), which DP-SGD clips one by one (minilm/applications/trust/privacy.py).
 """
 from .activations import (erf, gelu_erf_backward, gelu_erf_forward, gelu_tanh_backward,
                           gelu_tanh_backward_textbook, gelu_tanh_forward, gelu_tanh_forward_textbook,

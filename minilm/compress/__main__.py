@@ -1,6 +1,0 @@
-"""`python -m minilm.compress <experiment>`: see minilm/compress/cli.py."""
-import sys
-
-from .cli import main
-
-sys.exit(main())
