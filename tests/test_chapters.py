@@ -26,17 +26,20 @@ full-width ``（）``, ``,`` the full-width ``，``, the two sides in either ord
 
 and, in a table, a first cell (the one naming the row) that is exactly ``English (Chinese)``
 (``| batch size (批大小) | 16 or 32 |``).
-One side must contain Chinese characters and the other none (but Latin letters), so ordinary
-parentheses, bold text with a citation, ``(`code`)`` or ``(Chapter 3)`` are not pairs.
-Not detected: pairs outside bold (``autoregressive (自回归)``) and in headings, whose English
-side has no marked start; the glossary lists those terms anyway.
+One side must contain Chinese characters and the other none (but Latin letters outside
+math), so ordinary parentheses, bold text with a citation, ``(`code`)``, ``(Chapter 3)`` or
+``两个 LayerNorm（$\\gamma$、$\\beta$）`` are not pairs. A bold span "中文 (Latin qualifier)"
+does read as a pair, so a qualifier that is not a translation goes outside the bold:
+``**字节级 BPE**（GPT-2）``. Not detected: pairs outside bold (``autoregressive (自回归)``)
+and in headings, whose English side has no marked start; the glossary lists them anyway.
 
-Every detected pair must appear in ``chapters/glossary.md``: a row whose 中文 cell contains
-the Chinese term (the cell, or one of its parts split at ``/ , ， ( ) （ ）``), and whose
-English cell names the English term (same splitting, compared case-insensitively after
-crude suffix stripping, so "positional encodings" finds "Positional encoding" and "padded"
-finds "Padding"). Each glossary row has both languages, rows are in alphabetical order,
-and a Chinese edition uses the Chinese terms its English chapter gives.
+Every detected pair must appear in ``chapters/glossary.md``: a row whose 中文 cell holds the
+Chinese term (the whole cell, or one of its parts split at ``/ , ， ( ) （ ）``), and one of
+whose English names (split the same way) contains all the words of the English term,
+compared case-insensitively after crude suffix stripping ("positional encodings" finds
+"Positional encoding", "padded" finds "Padding", "student" finds "Student model"). Each
+glossary row has both languages, rows are in alphabetical order, the paths they point to
+exist, and a Chinese edition uses the Chinese terms its English chapter gives.
 """
 import os
 import re
@@ -173,8 +176,9 @@ SEP = re.compile(r"\s*[,，;；]\s*")
 def pair_from(a, b_parts):
     """(english alternatives, chinese) from one side and the parenthesised parts, or None."""
     a = a.strip()
+    words = lambda p: LATIN.search(re.sub(r"\$[^$]*\$", "", p))   # noqa: E731 (math is no word)
     cjk = [p for p in b_parts if CJK.search(p)]
-    latin = [p for p in b_parts if p and not CJK.search(p) and LATIN.search(p)]
+    latin = [p for p in b_parts if p and not CJK.search(p) and words(p)]
     if LATIN.search(a) and not CJK.search(a):
         if len(cjk) == 1:
             return tuple([a] + latin), cjk[0]
@@ -345,8 +349,11 @@ def test_detector_is_precise():
         "**data** and **compute (算力)**, (**LSTM, 长短期记忆网络**; Hochreiter 1997),",
         "**Top-$p$ (核采样, nucleus sampling)** keeps, **Shapley values (沙普利值) and SHAP.**",
         "**语言模型（language model）**，**命名实体识别（named entity recognition，NER）**。",
-        "| batch size (批大小) | 16 |", "| open generation | CE（预训练） |",
-        # not pairs: ordinary parentheses, citations, code, one language only, headings
+        "| batch size (批大小) | 16 |",
+        # not pairs: ordinary parentheses, citations, code, math, one language only, headings,
+        # a later table column, a qualifier outside the bold
+        "| open generation | CE（预训练） |", "| 两个 LayerNorm（$\\gamma$、$\\beta$） | $4C$ |",
+        "**字节级 BPE**（GPT-2）",
         "**LoRA** (Hu et al. 2021), **Worked example:** (see Chapter 3), **知识蒸馏**（Hinton 等，2015）,",
         "**解码器**（`DecoderLayer`），**Generative QA** (`generate`), autoregressive (自回归),",
         "**编码器（BERT 以及编码器-解码器）**, **the model (GPT-2)**, `**x (中文)**`",
