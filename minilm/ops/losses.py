@@ -3,7 +3,7 @@
 Masked-LM is cross-entropy with `ignore_index` on unmasked positions; next-sentence
 prediction is cross-entropy over 2 classes. One op serves them all.
 """
-from ..backend import get_xp
+from ..backend import get_xp, to_numpy
 from .softmax import row_max, row_sum
 
 IGNORE_INDEX = -100
@@ -19,11 +19,8 @@ def cross_entropy_forward(logits, targets, ignore_index=IGNORE_INDEX, label_smoo
     xp = get_xp(logits)
     N, V = logits.shape
     valid = targets != ignore_index                       # (N,)
-    M = int(valid.sum())
-    if M and (int(targets[valid].min()) < 0 or int(targets[valid].max()) >= V):
-        raise ValueError(f"targets must be in [0, {V}) or {ignore_index}; got values in "
-                         f"[{int(targets[valid].min())}, {int(targets[valid].max())}]")
-    safe_t = xp.where(valid, targets, 0)                  # (N,) any index for ignored rows
+    bad = valid & ((targets < 0) | (targets >= V))        # (N,) out-of-range targets
+    safe_t = xp.where(valid & ~bad, targets, 0)           # (N,) any index for ignored rows
     z = logits - row_max(logits)                          # (N, V)
     lse = xp.log(row_sum(xp.exp(z)))                      # (N, 1)
     logp = z
@@ -31,7 +28,15 @@ def cross_entropy_forward(logits, targets, ignore_index=IGNORE_INDEX, label_smoo
     nll = -logp[xp.arange(N), safe_t]                     # (N,)
     if label_smoothing:
         nll = (1.0 - label_smoothing) * nll - label_smoothing * logp.mean(axis=-1)
-    loss = float((nll * valid).sum()) / max(M, 1)
+    # one read on the host for the step's three numbers (a GPU waits for each read)
+    total, M, n_bad = to_numpy(xp.stack([(nll * valid).sum().astype("float64"),
+                                         valid.sum().astype("float64"), bad.sum().astype("float64")]))
+    if n_bad:
+        t = to_numpy(targets[valid])
+        raise ValueError(f"targets must be in [0, {V}) or {ignore_index}; got values in "
+                         f"[{int(t.min())}, {int(t.max())}]")
+    M = int(M)
+    loss = float(total) / max(M, 1)
     return loss, (logp, safe_t, valid, M, label_smoothing)
 
 
