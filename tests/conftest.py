@@ -3,7 +3,8 @@
 Hypothesis: the "ci" profile (CI=true) draws fewer examples; no test has a deadline.
 Backends: tests that take the `xp` fixture run once per available backend (NumPy always,
 CuPy when a GPU answers), CuPy's numpy_cupy_allclose idea. With MINILM_BACKEND=cupy the
-whole suite's default backend is CuPy.
+whole suite's default backend is CuPy; with MINILM_BACKEND=strict it is the strict backend
+(NumPy with CuPy's rules, minilm/strict.py), which then also takes NumPy's place in `xp`.
 """
 import os
 
@@ -30,7 +31,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 _CUPY_OK, _CUPY_WHY = cupy_available()
-BACKENDS = ["numpy", pytest.param("cupy", marks=pytest.mark.skipif(
+STRICT = os.environ.get("MINILM_BACKEND", "").strip().lower() == "strict"
+BACKENDS = ["strict" if STRICT else "numpy", pytest.param("cupy", marks=pytest.mark.skipif(
     not _CUPY_OK, reason=f"CuPy backend unavailable: {_CUPY_WHY}"))]
 
 
