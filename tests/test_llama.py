@@ -233,6 +233,46 @@ def test_bad_configs_and_inputs_are_clear_errors(tmp_path):
         LlamaForCausalLM.from_pretrained(tmp_path / "q")
 
 
+def test_one_attention_layer_and_one_block_for_every_model():
+    """Llama's attention is the shared MultiHeadAttention (options: GQA, head_dim, RoPE, q/k
+    norm), its layer the shared PreLNBlock; options that do not fit are clear errors."""
+    from minilm.layers import MultiHeadAttention, PreLNBlock
+    from minilm.ops import rope_tables as tables
+    model = tiny_models()[2]                                   # Qwen3: H 4, H_kv 1, D 6
+    layer = model.model.layers[0]
+    assert isinstance(layer, PreLNBlock) and isinstance(layer.self_attn, MultiHeadAttention)
+    attn = layer.self_attn
+    assert (attn.n_head, attn.n_kv_head, attn.head_dim, attn.n_rep) == (4, 1, 6, 4)
+    assert [n for n, _ in attn.named_children()] == ["q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"]
+    x = np.random.default_rng(0).standard_normal((1, 3, 8))
+    with pytest.raises(ValueError, match="rotary: pass rope"):
+        attn.forward(x)
+    with pytest.raises(ValueError, match="grouped-query"):
+        attn.prune_heads([0])
+    with pytest.raises(ValueError, match="fused=True is GPT-2's c_attn"):
+        MultiHeadAttention(8, 4, names=("c_attn", "c_proj"), fused=True, n_kv_head=2)
+    plain = MultiHeadAttention(8, 2, dtype="float64")
+    with pytest.raises(ValueError, match="rotary=False"):
+        plain.forward(x, rope=tables(np.arange(3)[None], 4))
+    # grouped-query attention with RoPE on its own, against a loop over query heads that reads
+    # key/value head h // n_rep
+    gqa = MultiHeadAttention(8, 4, dtype="float64", rng=np.random.default_rng(1), std=0.5, causal=True,
+                             n_kv_head=2, head_dim=4, bias=False, rotary=True)
+    cos, sin = tables(np.arange(3)[None], 4)
+    out = gqa.forward(x, rope=(cos, sin))
+    q = rope_forward((x @ gqa.q.weight.data).reshape(1, 3, 4, 4).transpose(0, 2, 1, 3), cos, sin)[0]
+    k = rope_forward((x @ gqa.k.weight.data).reshape(1, 3, 2, 4).transpose(0, 2, 1, 3), cos, sin)[0]
+    v = (x @ gqa.v.weight.data).reshape(1, 3, 2, 4).transpose(0, 2, 1, 3)
+    heads = []
+    for h in range(4):
+        s = q[0, h] @ k[0, h // 2].T / 2.0 + np.triu(np.full((3, 3), -np.inf), 1)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        heads.append((p / p.sum(-1, keepdims=True)) @ v[0, h // 2])
+    np.testing.assert_allclose(out[0], np.concatenate(heads, -1) @ gqa.o.weight.data, rtol=1e-12, atol=1e-14)
+    result = gradcheck(gqa, x, rope=(cos, sin))                       # and its backward
+    assert result.ok, f"\n{result}"
+
+
 # -- Against transformers (fixtures: tests/fixtures/make_llama_fixtures.py) ---------------------
 
 import json  # noqa: E402
@@ -280,6 +320,76 @@ def test_what_minilm_saves_transformers_read_back(case):
     report = json.load(open(os.path.join(FIXTURES, case, "report.json")))
     assert report["roundtrip_params_identical"] and report["roundtrip_max_abs_logit_diff"] < 1e-12
     assert report["minilm_vs_transformers_max_rel_logits"] < 1e-10
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hidden_states_and_their_extra_gradients_match_transformers(case):
+    """backward(dhidden_states=...): loss + sum_i <hidden_i, dhidden_i>, against transformers
+    (hidden.npz: `python tests/fixtures/make_llama_fixtures.py hidden`)."""
+    folder = os.path.join(FIXTURES, case)
+    model = CASES[case].from_pretrained(folder, dtype="float64")
+    inp, ref = np.load(os.path.join(folder, "inputs.npz")), np.load(os.path.join(folder, "hidden.npz"))
+    out = model(inp["input_ids"], attention_mask=inp["attention_mask"], labels=inp["labels"],
+                output_hidden_states=True)
+    L1 = len(out.hidden_states)
+    assert L1 == len([k for k in ref.files if k.startswith("hidden_")]) == model.config.num_hidden_layers + 1
+    for i, h in enumerate(out.hidden_states):
+        assert max_rel(h, ref[f"hidden_{i}"]) < 1e-10, i
+    dhs = tuple(ref[f"dhidden_{i}"] if f"dhidden_{i}" in ref.files else None for i in range(L1))
+    assert dhs[1] is None and dhs[0] is not None and dhs[-1] is not None
+    hloss = out.loss + sum(float((h * g).sum()) for h, g in zip(out.hidden_states, dhs) if g is not None)
+    assert hloss == pytest.approx(float(ref["hloss"]), rel=1e-10)
+    model.zero_grad()
+    assert model.backward(dhidden_states=dhs) is None
+    params = dict(model.named_parameters())
+    want = {k[len("hgrad/"):]: ref[k] for k in ref.files if k.startswith("hgrad/")}
+    assert set(want) - {"lm_head.weight"} == set(params) - {"lm_head.weight"}
+    for name, g in want.items():
+        if name == "lm_head.weight" and name not in params:
+            continue                                         # tied: its gradient is in embed_tokens'
+        assert max_rel(LlamaForCausalLM._transposed(name, params[name].grad), g) < 1e-10, name
+
+
+@pytest.mark.parametrize("i", range(3))
+def test_only_hidden_states_in_the_loss(i):
+    """No labels: the gradient of sum_i <hidden_i, g_i> alone, against central differences
+    along one random direction of every parameter (float64)."""
+    model = tiny_models()[i]
+    rng = np.random.default_rng(10 + i)
+    ids = rng.integers(0, 11, (2, 5))
+    mask = np.ones((2, 5), dtype=int)
+    mask[0, 4:] = 0
+    out = model(ids, attention_mask=mask, output_hidden_states=True)
+    gs = [rng.standard_normal(h.shape) for h in out.hidden_states]
+    dhs = (None,) + tuple(gs[1:])                             # the embeddings' entry skipped
+
+    def f():
+        hs = model(ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        return sum(float((h * g).sum()) for h, g in zip(hs[1:], gs[1:]))
+
+    model(ids, attention_mask=mask, output_hidden_states=True)
+    model.zero_grad()
+    model.backward(dhidden_states=dhs)
+    params = model.parameters()
+    dirs = [rng.standard_normal(p.data.shape) for p in params]
+    analytic = sum(float((p.grad * r).sum()) for p, r in zip(params, dirs))
+    eps = 1e-6
+
+    def shift(t):                                             # every parameter += t eps r
+        for p, r in zip(params, dirs):
+            p.data += t * eps * r
+
+    shift(1)
+    fp = f()
+    shift(-2)
+    fm = f()
+    shift(1)
+    assert analytic == pytest.approx((fp - fm) / (2 * eps), rel=1e-6)
+    if model.lm_head is not None:                             # the head is not in this loss
+        assert not model.lm_head.weight.grad.any()
+    with pytest.raises(ValueError, match="dhidden_states has 2 entries; out.hidden_states has 3"):
+        model(ids, output_hidden_states=True)
+        model.backward(dhidden_states=(None, gs[1]))
 
 
 # -- minilm.costs -----------------------------------------------------------------------------

@@ -56,8 +56,10 @@ class _Block(Module):
         """The residual sub-layers in forward order: role names "attn", ("cross",) "ffn"."""
         return [r for r in ("attn", "cross", "ffn") if r in self._names]
 
-    def _f(self, role, z, memory, key_mask, memory_mask):
+    def _f(self, role, z, memory, key_mask, memory_mask, rope=None):
         if role == "attn":
+            if rope is not None:                # a rotary attention (Llama): the RoPE tables too
+                return self.child("attn").forward(z, key_mask=key_mask, rope=rope)
             return self.child("attn").forward(z, key_mask=key_mask)
         if role == "cross":
             return self.child("cross").forward(z, memory, key_mask=memory_mask)
@@ -78,12 +80,16 @@ class _Block(Module):
         return (dx, dmemory) if "cross" in self._names else dx
 
     # -- inference with a key/value cache -----------------------------------------------------
-    def forward_cached(self, x, past_k, past_v, pos, memory_k=None, memory_v=None, memory_mask=None):
+    def forward_cached(self, x, past_k, past_v, pos, memory_k=None, memory_v=None, memory_mask=None,
+                       rope=None):
         """New positions pos .. pos+t-1 of a decoder (x: (B, t, C)), reading and filling the
         self-attention buffers past_k / past_v (and reading the cross-attention keys and values
-        from `project_memory`). No dropout, no backward."""
+        from `project_memory`; rope: the RoPE tables at those positions for a rotary
+        attention). No dropout, no backward."""
         def f(role, z):
             if role == "attn":
+                if rope is not None:
+                    return self.child("attn").forward_cached(z, past_k, past_v, pos, rope=rope)
                 return self.child("attn").forward_cached(z, past_k, past_v, pos)
             if role == "cross":
                 return self.child("cross").forward_memory(z, memory_k, memory_v, memory_mask)
@@ -100,12 +106,13 @@ class PreLNBlock(_Block):
         block.backward(dout) -> dx, or (dx, dmemory) with cross-attention
     """
 
-    def forward(self, x, memory=None, key_mask=None, memory_mask=None):
+    def forward(self, x, memory=None, key_mask=None, memory_mask=None, rope=None):
         """x: (B, T, C); memory: (B, S, C) encoder output (cross-attention blocks only);
-        key_mask: (B, 1, 1, T) and memory_mask: (B, 1, 1, S) bool, False = padding."""
+        key_mask: (B, 1, 1, T) and memory_mask: (B, 1, 1, S) bool, False = padding;
+        rope: (cos, sin) RoPE tables for a rotary self-attention (Llama), else None."""
         for role in self.sublayers():
             z = self.child(role + "_norm").forward(x)
-            h = self._dropout(role, self._f(role, z, memory, key_mask, memory_mask))
+            h = self._dropout(role, self._f(role, z, memory, key_mask, memory_mask, rope))
             h += x                          # h = x + dropout(f(norm(x))), in f's fresh output
             x = h
         return x

@@ -24,7 +24,8 @@ from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, sa
 from ..layers import Embedding, LlamaDecoderLayer, Linear, Module, RMSNorm
 from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import check_gqa_heads, linear_backward, linear_forward, padding_mask, rope_tables
-from .checks import as_embeds, as_ids, as_mask, check_config, require_config, same_shape
+from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads as _hidden_grads,
+                     plus as _plus, require_config, same_shape)
 from .output import ModelOutput
 
 
@@ -213,9 +214,10 @@ class LlamaForCausalLM(Module):
         hidden_states = []
         for layer in m.layers:
             hidden_states.append(x)
-            x = layer.forward(x, cos, sin, key_mask)      # (B, T, C)
+            x = layer.forward(x, key_mask=key_mask, rope=(cos, sin))   # (B, T, C)
         h = m.norm.forward(x)                             # (B, T, C)
         hidden_states.append(h)
+        self._hidden_shape = h.shape
         if self.lm_head is None:
             logits, self._head_cache = linear_forward(h, self._head_weight())   # (B, T, V)
         else:
@@ -233,29 +235,40 @@ class LlamaForCausalLM(Module):
             attentions=tuple(layer.self_attn.attention_probs for layer in m.layers) if output_attentions else None,
             hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
-    def backward(self, dlogits=None):
+    def backward(self, dlogits=None, dhidden_states=None):
         """Accumulate d(loss)/d(param) into every .grad (the last forward's loss, or `dlogits`).
-        Returns d loss / d inputs_embeds (B, T, C) after a forward on inputs_embeds, else None."""
+
+        `dhidden_states`: a tuple aligned with out.hidden_states (None entries skipped) of
+        extra upstream gradients (B, T, C), added to the loss's, as GPT's. Returns d loss /
+        d inputs_embeds (B, T, C) after a forward on inputs_embeds, else None."""
         m = self.model
-        if dlogits is None and self._loss_cache is None:
-            raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first (or pass dlogits)")
+        if dlogits is None and dhidden_states is None and self._loss_cache is None:
+            raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
+                               "(or pass dlogits or dhidden_states)")
         if self._head_cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        if dlogits is None:
+        dhs = _hidden_grads(dhidden_states, len(m.layers) + 1)
+        if dlogits is None and self._loss_cache is not None:
             ce_cache, (B, T, V) = self._loss_cache
             dlogits = get_xp(ce_cache[0]).zeros((B, T, V), dtype=self.dtype)
             dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
         self._loss_cache = None
-        # undo: logits = h @ lm_head
-        if self.lm_head is None:
+        if dlogits is None:                               # only hidden states enter the loss
+            dh = get_xp(m.norm.weight.data).zeros(self._hidden_shape, dtype=self.dtype)
+            if self.lm_head is not None:
+                self.lm_head.cache = None                 # its forward's cache, unused
+        elif self.lm_head is None:
+            # undo: logits = h @ embed_tokens^T  (the tied head's share of embed_tokens' gradient)
             dh, dWt, _ = linear_backward(dlogits, self._head_cache)   # dWt: (C, V)
             m.embed_tokens.weight.grad += dWt.T
         else:
-            dh = self.lm_head.backward(dlogits)
+            dh = self.lm_head.backward(dlogits)           # undo: logits = lm_head(h)
         self._head_cache = None
-        dx = m.norm.backward(dh)                          # undo: h = norm(x)
-        for layer in reversed(m.layers):
-            dx = layer.backward(dx)                       # undo: x = layer(x)
+        # undo: h = norm(x)   (h is hidden_states[L])
+        dx = m.norm.backward(_plus(dh, dhs[-1]))
+        for i in reversed(range(len(m.layers))):
+            # undo: x_{i+1} = layer_i(x_i)   (x_i is hidden_states[i])
+            dx = _plus(m.layers[i].backward(dx), dhs[i])
         if self._embeds_given:
             return dx                                     # d loss / d inputs_embeds
         m.embed_tokens.backward(dx)                       # undo: x = embed_tokens[ids]
@@ -280,7 +293,7 @@ class LlamaForCausalLM(Module):
         cos, sin = self._rope(xp.arange(pos, pos + t)[None, :])   # (1, t, D)
         x = m.embed_tokens.weight.data[ids]                        # (B, t, C)
         for layer, (k, v) in zip(m.layers, kv_cache):
-            x = layer.forward_cached(x, k, v, pos, cos, sin)
+            x = layer.forward_cached(x, k, v, pos, rope=(cos, sin))
         h = m.norm.forward(x[:, -1:])                              # (B, 1, C)
         self.clear_caches()
         return (h @ self._head_weight())[:, 0]                     # (B, V)
