@@ -22,6 +22,16 @@ def _add_model_args(p, **defaults):
                    help="pydoc: Python's own documentation text, bundled with CPython (offline); "
                         "tinyshakespeare: downloaded once from its canonical URL")
     p.add_argument("--data-file", default=None, help="use this UTF-8 text file instead")
+    p.add_argument("--arch", default="gpt2", choices=["gpt2", "llama"],
+                   help="gpt2: GPT-2 (LayerNorm, learned positions, GELU MLP); llama: Llama "
+                        "(RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases), by default "
+                        "of GPT-2's parameter count at the same --n-layer/--n-embd/--n-head")
+    p.add_argument("--n-kv-head", type=int, default=None,
+                   help="llama: key/value heads, --n-head a multiple of it (default: n_head // 2 "
+                        "when n_head is even, grouped-query attention; n_head: multi-head)")
+    p.add_argument("--intermediate-size", type=int, default=None,
+                   help="llama: SwiGLU width F (default: the F that gives GPT-2's parameter count)")
+    p.add_argument("--rope-theta", type=float, default=10000.0, help="llama: RoPE base")
     p.add_argument("--n-layer", type=int, default=d["n_layer"])
     p.add_argument("--n-head", type=int, default=d["n_head"])
     p.add_argument("--n-embd", type=int, default=d["n_embd"])
@@ -51,11 +61,63 @@ def _add_model_args(p, **defaults):
                    help="under MPI: all-reduce gradient buckets during the backward pass")
 
 
+def llama_intermediate_size(vocab_size, n_positions, n_embd, n_layer, n_head, n_kv_head):
+    """The SwiGLU width F that brings a Llama (tied head, no biases) nearest to the parameter
+    count of GPT-2 of the same width, depth and heads. Per layer Llama has
+    2 C^2 + 2 C H_kv D + 3 C F matrix entries against GPT-2's 12 C^2, and it has no position
+    table (P C) and no biases, so F comes out a little above (10 C - 2 H_kv D) / 3."""
+    from .evaluation.costs import count_parameters
+    from .models import GPTConfig, LlamaConfig
+    gpt = count_parameters(GPTConfig(vocab_size=vocab_size, n_positions=n_positions, n_embd=n_embd,
+                                     n_layer=n_layer, n_head=n_head))
+    no_mlp = count_parameters(LlamaConfig(vocab_size=vocab_size, hidden_size=n_embd, intermediate_size=1,
+                                          num_hidden_layers=n_layer, num_attention_heads=n_head,
+                                          num_key_value_heads=n_kv_head, tie_word_embeddings=True)) \
+        - 3 * n_embd * n_layer                                   # the F = 1 MLP taken out
+    return max(1, round((gpt - no_mlp) / (3 * n_embd * n_layer)))
+
+
+def build_model(args, vocab_size):
+    """The char-level model `args` describe: GPT (--arch gpt2) or LlamaForCausalLM (--arch llama)."""
+    from .models import GPT, GPTConfig, LlamaConfig, LlamaForCausalLM
+    arch = getattr(args, "arch", "gpt2")
+    if arch == "gpt2":
+        for flag, value in (("--n-kv-head", args.n_kv_head), ("--intermediate-size", args.intermediate_size)):
+            if value is not None:
+                raise SystemExit(f"{flag} is a Llama setting: add --arch llama (GPT-2 has n_head key/value "
+                                 "heads and a 4 n_embd MLP)")
+        config = GPTConfig(vocab_size=vocab_size, n_positions=args.block_size, n_embd=args.n_embd,
+                           n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=args.dropout,
+                           embd_pdrop=args.dropout, attn_pdrop=args.dropout, seed=args.seed,
+                           bos_token_id=0, eos_token_id=0)
+        return GPT(config)
+    if arch != "llama":
+        raise SystemExit(f"--arch must be gpt2 or llama, got {arch!r}")
+    if args.dropout:
+        raise SystemExit(f"--dropout {args.dropout}: the Llama model has no dropout layers (Llama 3 and "
+                         "Qwen3 train without); leave --dropout at 0 with --arch llama")
+    if args.n_embd % args.n_head:
+        raise SystemExit(f"--n-embd ({args.n_embd}) must be divisible by --n-head ({args.n_head})")
+    H_kv = args.n_kv_head if args.n_kv_head is not None else (
+        args.n_head // 2 if args.n_head % 2 == 0 else args.n_head)
+    F = args.intermediate_size
+    try:
+        if F is None:
+            F = llama_intermediate_size(vocab_size, args.block_size, args.n_embd, args.n_layer, args.n_head, H_kv)
+        config = LlamaConfig(vocab_size=vocab_size, hidden_size=args.n_embd, intermediate_size=F,
+                             num_hidden_layers=args.n_layer, num_attention_heads=args.n_head,
+                             num_key_value_heads=H_kv, max_position_embeddings=args.block_size,
+                             rope_theta=args.rope_theta, tie_word_embeddings=True, seed=args.seed,
+                             bos_token_id=0, eos_token_id=0)
+    except ValueError as e:                              # GQA heads, odd head_dim: say which flag
+        raise SystemExit(f"--arch llama: {e} (flags --n-head, --n-kv-head, --n-embd, --intermediate-size)") from None
+    return LlamaForCausalLM(config)
+
+
 def train_run(args, command="train", sample_prompt="\n"):
-    """Train a char-level GPT as configured by `args`; write the run folder; return it."""
+    """Train a char-level GPT or Llama (--arch) as configured by `args`; write the run folder; return it."""
     from .data import LMData, load_text
     from .training.dist import DataParallel, get_comm
-    from .models import GPT, GPTConfig
     from .training.optim import AdamW, ZeroAdamW, cosine_with_warmup, param_groups_with_decay
     from .tokenizers import CharTokenizer
     from .training.trainer import Trainer
@@ -70,11 +132,7 @@ def train_run(args, command="train", sample_prompt="\n"):
     text = load_text(args.dataset, args.data_file)
     tok = CharTokenizer.from_text(text)
     data = LMData(tok.encode(text), args.block_size, args.batch_size)
-    config = GPTConfig(vocab_size=tok.vocab_size, n_positions=args.block_size, n_embd=args.n_embd,
-                       n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=args.dropout,
-                       embd_pdrop=args.dropout, attn_pdrop=args.dropout, seed=args.seed,
-                       bos_token_id=0, eos_token_id=0)
-    model = GPT(config)
+    model = build_model(args, tok.vocab_size)
     groups = param_groups_with_decay(model.named_parameters(), args.weight_decay)
     if args.zero:
         opt = ZeroAdamW(groups, lr=args.lr, betas=(0.9, 0.99), comm=comm)
@@ -105,7 +163,8 @@ def train_run(args, command="train", sample_prompt="\n"):
     tok.save(os.path.join(out, "tokenizer.json"))
     with open(os.path.join(out, "history.json"), "w") as f:
         json.dump(history, f)
-    plot_loss(history, os.path.join(out, "loss.png"), title=f"{command}: char-level GPT on {args.dataset}")
+    arch = "Llama" if getattr(args, "arch", "gpt2") == "llama" else "GPT"
+    plot_loss(history, os.path.join(out, "loss.png"), title=f"{command}: char-level {arch} on {args.dataset}")
     prompt = np.array([tok.encode(sample_prompt)])
     n_new = args.block_size - prompt.shape[1]
     samples = []
@@ -123,9 +182,12 @@ def train_run(args, command="train", sample_prompt="\n"):
 
 
 def cmd_sample(args):
-    from .models import GPT
+    from .io import read_config
+    from .models import GPT, LlamaForCausalLM
     from .tokenizers import CharTokenizer
-    model = GPT.from_pretrained(args.run)
+    classes = {"gpt2": GPT, "llama": LlamaForCausalLM}
+    model_type = read_config(args.run, expected_model_types=tuple(classes))["model_type"]
+    model = classes[model_type].from_pretrained(args.run)
     tok = CharTokenizer.load(os.path.join(args.run, "tokenizer.json"))
     prompt = np.array([tok.encode(args.prompt)])
     n_ctx = model.config.n_positions
@@ -163,7 +225,8 @@ def main(argv=None):
 
     p = sub.add_parser("demo", help="train a small GPT on the bundled corpus (1-3 minutes on 2 cores)")
     _add_model_args(p, max_iters=1000, eval_every=200, eval_iters=10)
-    p = sub.add_parser("train", help="train a char-level GPT (nanoGPT's 'baby' recipe by default)")
+    p = sub.add_parser("train", help="train a char-level GPT (nanoGPT's 'baby' recipe by default) "
+                                     "or Llama (--arch llama)")
     _add_model_args(p)
     p = sub.add_parser("sample", help="sample text from a run folder")
     p.add_argument("--run", required=True, help="a folder written by demo or train")

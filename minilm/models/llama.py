@@ -307,11 +307,13 @@ class LlamaForCausalLM(Module):
         return self.model.embed_tokens
 
     def generate(self, input_ids, max_new_tokens, do_sample=False, temperature=1.0, top_k=None,
-                 top_p=None, use_cache=True, seed=None, eos_token_id=None):
-        """Continue each prompt by `max_new_tokens` tokens; see `minilm.generate.generate`."""
+                 top_p=None, use_cache=True, seed=None, eos_token_id=None, crop=False):
+        """Continue each prompt by `max_new_tokens` tokens; see `minilm.generate.generate`
+        (crop=True with use_cache=False: keep the last max_position_embeddings tokens as context)."""
         from ..inference.generate import generate
         return generate(self, input_ids, max_new_tokens, do_sample=do_sample, temperature=temperature,
-                        top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed, eos_token_id=eos_token_id)
+                        top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed, eos_token_id=eos_token_id,
+                        crop=crop)
 
     # -- Hugging Face checkpoints --------------------------------------------------------------
     @staticmethod
