@@ -595,7 +595,7 @@ def test_per_example_gradients_leave_no_hooks_or_grad_sample(tiny):
     model, tok = tiny
     per_example_gradients(model, _dp_batch(tok), model.parameters())
     assert all(m.backward_hooks == () for m in model.modules())
-    assert all(p.grad_sample is None for p in model.parameters())
+    assert not any(hasattr(p, "grad_sample") for p in model.parameters())   # DP-SGD stores none
     model.zero_grad()
 
 

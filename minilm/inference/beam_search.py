@@ -32,7 +32,6 @@ of logits per step comes off the device.
 import numpy as np
 
 from ..backend import asarray, as_host_array, get_xp, to_numpy
-from .generate import keep_caches
 from ..models.output import ModelOutput
 from ..ops import log_softmax
 
@@ -94,7 +93,7 @@ def generate_seq2seq(model, input_ids, attention_mask=None, max_new_tokens=None,
     was_training = model.training
     model.eval()
     try:
-        with keep_caches(model):                 # a pending forward's caches stay for its backward
+        with model.preserve_caches():            # a pending forward's caches stay for its backward
             memory, src_mask = model.encode(input_ids, attention_mask)      # (B, S, C) once
             if num_beams == 1:
                 seqs, scores = greedy_search(model, memory, src_mask, max_new_tokens, length_penalty,
@@ -216,7 +215,7 @@ def score_sequences(model, input_ids, sequences, attention_mask=None, length_pen
     was_training = model.training
     model.eval()
     try:
-        with keep_caches(model):                 # a pending forward's caches stay for its backward
+        with model.preserve_caches():            # a pending forward's caches stay for its backward
             out = model(input_ids, attention_mask=attention_mask, decoder_input_ids=seqs[:, :-1])
             logp = log_softmax64(out.logits.reshape(-1, out.logits.shape[-1]))
     finally:

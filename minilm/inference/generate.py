@@ -4,7 +4,6 @@ Without the cache every new token re-runs the whole prefix: O(T) work per token,
 overall. With it, each step feeds only the new token and attends over stored keys and
 values, and the tokens come out identical.
 """
-import contextlib
 import math
 import numbers
 
@@ -35,21 +34,6 @@ def check_generate_args(max_new_tokens, do_sample=False, temperature=1.0, top_k=
         raise ValueError(f"top_p must be a number in (0, 1] (or None), got {top_p!r}")
     if seed is not None and not is_int(seed):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
-
-
-@contextlib.contextmanager
-def keep_caches(model):
-    """Leave a pending forward's caches as they were: generation runs forwards of its own
-    (and clears their caches), so without this `forward -> generate -> backward` would find
-    nothing to backpropagate. As in PyTorch, where generate does not touch the autograd graph."""
-    saved = [(m, {k: v for k, v in vars(m).items() if k.endswith("cache")}) for m in model.modules()]
-    try:
-        yield
-    finally:
-        for m, caches in saved:
-            for k in [k for k in vars(m) if k.endswith("cache") and k not in caches]:
-                delattr(m, k)
-            vars(m).update(caches)
 
 
 def filter_logits(logits, temperature=1.0, top_k=None, top_p=None):
@@ -102,7 +86,7 @@ def generate(model, input_ids, max_new_tokens, do_sample=False, temperature=1.0,
     if T0 + max_new_tokens > n_ctx and not (crop and not use_cache):
         raise ValueError(f"prompt ({T0}) + max_new_tokens ({max_new_tokens}) exceeds the context "
                          f"n_positions={n_ctx}; shorten them, or pass use_cache=False, crop=True")
-    with keep_caches(model):
+    with model.preserve_caches():
         return _generate(model, ids, max_new_tokens, do_sample, temperature, top_k, top_p,
                          use_cache, seed, eos_token_id)
 

@@ -5,6 +5,8 @@ the cache, *adds* parameter gradients into ``Parameter.grad`` with ``+=`` and re
 gradient w.r.t. its inputs. Parameters and children are listed by hand in each class
 (``named_children`` / ``own_parameters``), so a reader can grep for them.
 """
+import contextlib
+
 from ..backend import full, get_xp, host_rng, random_normal, to_numpy
 
 
@@ -15,7 +17,6 @@ class Parameter:
         self.data = data
         self.grad = get_xp(data).zeros_like(data)
         self.name = name
-        self.grad_sample = None     # only for Module.per_example_grads (old API; see there)
 
     @property
     def shape(self):
@@ -69,13 +70,35 @@ class Module:
         for _, child in self.named_children():
             yield from child.modules()
 
+    def named_modules(self, prefix=""):
+        """(dotted name, Module) for this module ("" or `prefix`) and everything below it."""
+        yield prefix.rstrip("."), self
+        for name, child in self.named_children():
+            yield from child.named_modules(prefix + name + ".")
+
+    @contextlib.contextmanager
+    def preserve_caches(self):
+        """Leave a pending forward's caches as they were after the block: forwards run inside
+        it (generation, a probe) keep and clear caches of their own, and without this a
+        `forward -> generate -> backward` would find nothing to backpropagate (in PyTorch,
+        generate does not touch the autograd graph either). A cache is any attribute whose
+        name ends in "cache" (`cache`, a model's `_loss_cache`)."""
+        saved = [(m, {k: v for k, v in vars(m).items() if k.endswith("cache")}) for m in self.modules()]
+        try:
+            yield self
+        finally:
+            for m, caches in saved:
+                for k in [k for k in vars(m) if k.endswith("cache") and k not in caches]:
+                    delattr(m, k)
+                vars(m).update(caches)
+
     def num_parameters(self):
         return sum(int(p.size) for p in self.parameters())
 
     def zero_grad(self):
         for p in self.parameters():
             p.grad[...] = 0
-            if p.grad_sample is not None:
+            if getattr(p, "grad_sample", None) is not None:
                 p.grad_sample = 0
 
     # -- backward hooks: how DP-SGD sees each layer's per-example gradients ---------------
@@ -100,11 +123,13 @@ class Module:
             hook(self, dout, cache)
 
     def per_example_grads(self, enabled=True):
-        """The older API for per-example gradients, kept for code that reads `p.grad_sample`:
-        every Linear, Embedding and LayerNorm below gets a backward hook that *adds* each
-        example's gradient into `p.grad_sample` (shape (B, *p.shape)), like .grad;
-        `zero_grad` clears it, `per_example_grads(False)` takes the hooks off. DP-SGD itself
-        uses register_backward_hook and per_example_param_grads (minilm/applications/trust/privacy.py)."""
+        """Per-example gradients made visible, for teaching (DP-SGD itself uses
+        register_backward_hook and the ops' *_per_example_grads, see
+        minilm/applications/trust/privacy.py): every Linear, Embedding and LayerNorm below gets
+        a backward hook that *adds* each example's gradient into `p.grad_sample` (shape
+        (B, *p.shape)), like .grad; `zero_grad` clears it. Only the parameters of a module
+        switched on carry a `grad_sample` attribute; `per_example_grads(False)` takes the hooks
+        and the attribute off again."""
         for m in self.modules():
             if not hasattr(m, "per_example_param_grads"):
                 continue
@@ -114,7 +139,10 @@ class Module:
             if enabled:
                 m._grad_sample_hook = m.register_backward_hook(_accumulate_grad_sample)
             for _, p in m.own_parameters():
-                p.grad_sample = 0 if enabled else None     # 0: on, allocated on first use
+                if enabled:
+                    p.grad_sample = 0                       # 0: on, allocated on first use
+                else:
+                    p.__dict__.pop("grad_sample", None)
         return self
 
     def train(self, mode=True):

@@ -23,6 +23,12 @@ class PreTrainedModel(Module):
     def set_rng_state(self, state):
         self._dropout_gen.bit_generator.state = state
 
+    def transformer_blocks(self):
+        """The model's Transformer blocks in forward order (GPT-2: transformer.h, BERT:
+        encoder.layer, the encoder-decoder: the encoder's layers then the decoder's).
+        Applications find "the layers inside the blocks" through this, not through names."""
+        raise NotImplementedError(f"{type(self).__name__} does not list its Transformer blocks")
+
     def clear_caches(self):
         """Drop what the last forward kept for a backward (a forward run only for its outputs:
         generation, evaluation, a frozen teacher, interpretation)."""

@@ -370,6 +370,10 @@ class BertPreTrainedModel(PreTrainedModel):
     """Base of BertModel and the heads (as in transformers): the dropout stream, input checks,
     and Hugging Face checkpoints. Subclasses write __init__, named_children, forward, backward."""
 
+    def transformer_blocks(self):
+        bert = getattr(self, "bert", self)                  # a task model holds a BertModel
+        return bert.encoder.layer                          # the list itself: entries can be swapped
+
     def _init_common(self, config, dtype, dropout_gen=None):
         """Config, dtype, and the one random stream every dropout layer of the model draws from
         (a head passes its BertModel's, so a single seed drives the whole model)."""

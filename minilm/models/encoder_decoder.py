@@ -316,6 +316,9 @@ class Seq2SeqTransformer(PreTrainedModel):
         self._loss_cache = None
         self._head_cache = None
 
+    def transformer_blocks(self):
+        return self.encoder.layers + self.decoder.layers   # a new list: encoder, then decoder
+
     def named_children(self):
         return [("encoder", self.encoder), ("decoder", self.decoder)]
 

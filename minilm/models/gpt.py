@@ -209,6 +209,9 @@ class GPT(PreTrainedModel):
             raise ValueError(f"sequence length {T} exceeds the model's context n_positions={cfg.n_positions}")
         return ids, embeds
 
+    def transformer_blocks(self):
+        return self.transformer.h                          # the list itself: entries can be swapped
+
     def backward(self, dlogits=None, dhidden_states=None):
         """Accumulate d(loss)/d(param) into every parameter's .grad.
 

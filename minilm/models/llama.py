@@ -163,6 +163,9 @@ class LlamaForCausalLM(Module):
                                config.initializer_range))
         self._loss_cache = self._head_cache = None
 
+    def transformer_blocks(self):
+        return self.model.layers                           # the list itself: entries can be swapped
+
     def named_children(self):
         return [("model", self.model)] + ([("lm_head", self.lm_head)] if self.lm_head is not None else [])
 

@@ -104,8 +104,7 @@ def accuracy(model, data, split="test", batch_size=64):
         logits = to_numpy(model(b["input_ids"], attention_mask=b["attention_mask"]).logits)
         correct += int((logits.argmax(-1) == b["labels"]).sum())
         n += len(b["labels"])
-    from .modules import clear_caches
-    clear_caches(model)
+    model.clear_caches()
     model.train(was)
     return 100.0 * correct / n
 
@@ -438,12 +437,11 @@ def _gpt_config(vocab_size, n_layer, n_embd, n_head, seed=0):
 
 def val_loss(model, data, n_batches=40, seed=1234):
     """Mean validation cross-entropy over fixed random windows of the held-out 10%."""
-    from .modules import clear_caches
     rng = np.random.default_rng(seed)
     was = model.training
     model.eval()
     losses = [float(model(**data.val_batch(rng)).loss) for _ in range(n_batches)]
-    clear_caches(model)
+    model.clear_caches()
     model.train(was)
     return float(np.mean(losses))
 

@@ -15,6 +15,10 @@ matches intermediate representations: student layer l is paired with teacher lay
     L_hidden = beta * mean_l  mean_{rows, C_t} (h_s^l P_l - h_t^m(l))^2
 
 with P_l a learnable (C_s, C_t) Linear projection when the widths differ (none when equal).
+h^l is what the model returns as hidden_states[l + 1] with output_hidden_states=True (as in
+`transformers`: a BERT layer's output; for GPT-2 the last entry is after the final LayerNorm),
+and the gradient goes back through `student.backward(dlogits, dhidden_states=...)`: the
+distiller uses the models' public interface only.
 
     d = Distiller(teacher, student, temperature=2.0, alpha=0.5, hidden_weight=1.0)
     opt = AdamW(d.parameters(), lr=1e-3)      # the student's and the projections' parameters
@@ -31,7 +35,6 @@ from ...ops.losses import IGNORE_INDEX
 from ...models import GPT
 from ...models.output import ModelOutput
 from ...ops import log_softmax
-from .modules import block_list, clear_caches
 
 
 # ----------------------------------------------------------------------------------------
@@ -122,53 +125,6 @@ def hidden_mse_backward(dloss, cache):
     return diff * (2.0 * dloss / n)
 
 
-class HiddenTap(Module):
-    """A transparent wrapper around one Transformer block: it records the block's output and,
-    in backward, adds an extra gradient for it (from a hidden-state loss) to the gradient
-    coming from above. It lists the block's own parameters and children under the block's
-    names, so the model's parameter names do not change."""
-
-    def __init__(self, block):
-        self.block = block
-        self.output = None
-        self.extra_grad = None
-
-    def own_parameters(self):
-        return self.block.own_parameters()
-
-    def named_children(self):
-        return self.block.named_children()
-
-    def forward(self, x, *args, **kwargs):
-        self.output = self.block.forward(x, *args, **kwargs)
-        return self.output
-
-    def backward(self, dout):
-        if self.extra_grad is not None:
-            dout = dout + self.extra_grad                    # the block's output feeds both losses
-            self.extra_grad = None
-        return self.block.backward(dout)
-
-    def forward_cached(self, *args):
-        return self.block.forward_cached(*args)
-
-
-def add_taps(model):
-    """Wrap each block of a GPT or BERT model in a HiddenTap (idempotent); returns the taps."""
-    blocks = block_list(model)
-    for i, b in enumerate(blocks):
-        if not isinstance(b, HiddenTap):
-            blocks[i] = HiddenTap(b)
-    return list(blocks)
-
-
-def remove_taps(model):
-    blocks = block_list(model)
-    for i, b in enumerate(blocks):
-        if isinstance(b, HiddenTap):
-            blocks[i] = b.block
-
-
 def layer_map(n_student, n_teacher):
     """Student layer l -> teacher layer (l + 1) L_t / L_s - 1: evenly spaced, last to last."""
     return [(l + 1) * n_teacher // n_student - 1 for l in range(n_student)]
@@ -181,6 +137,11 @@ def _width(model):
 
 def _logits(out):
     return out.logits
+
+
+def _n_layers(model):
+    cfg = model.config
+    return cfg.n_layer if hasattr(cfg, "n_layer") else cfg.num_hidden_layers
 
 
 # ----------------------------------------------------------------------------------------
@@ -204,7 +165,7 @@ class Distiller(Module):
         self.projections = []
         if hidden_weight > 0:
             Cs, Ct = _width(student), _width(teacher)
-            n_s, n_t = len(block_list(student)), len(block_list(teacher))
+            n_s, n_t = _n_layers(student), _n_layers(teacher)
             self.map = layer_map(n_s, n_t)
             from ...backend import host_rng
             rng = host_rng(seed)
@@ -229,20 +190,13 @@ class Distiller(Module):
         None: run the teacher here.
         """
         use_hidden = self.hidden_weight > 0
-        if use_hidden:
-            t_taps, s_taps = add_taps(self.teacher), add_taps(self.student)
         t_hidden = None if teacher_hidden is None else [asarray(h) for h in teacher_hidden]
         if teacher_logits is None or (use_hidden and t_hidden is None):
-            # the teacher: forward only, in eval mode, caches dropped
-            self.teacher.eval()
-            t_out = self.teacher(input_ids, attention_mask=attention_mask, **kw)
-            t_logits = _logits(t_out)
-            t_hidden = [t_taps[m].output for m in self.map] if use_hidden else None
-            clear_caches(self.teacher)
+            t_logits, t_hidden = self.teacher_targets(input_ids, attention_mask=attention_mask, **kw)
         else:
             t_logits = asarray(teacher_logits)                # onto the active backend
         # the student
-        s_out = self.student(input_ids, attention_mask=attention_mask, **kw)
+        s_out = self.student(input_ids, attention_mask=attention_mask, output_hidden_states=use_hidden, **kw)
         s_logits = _logits(s_out)
         if s_logits.shape[-1] != t_logits.shape[-1]:
             raise ValueError(f"the teacher predicts over {t_logits.shape[-1]} classes/tokens, the student "
@@ -262,12 +216,13 @@ class Distiller(Module):
         hidden_caches, hidden_loss = [], 0.0
         if use_hidden:
             mask = attention_mask
-            for l, tap in enumerate(s_taps):
-                h = tap.output
+            n_s = len(self.projections)
+            for l in range(n_s):
+                h = s_out.hidden_states[l + 1]                           # student layer l's output
                 proj = self.projections[l]
                 hp = proj.forward(h) if proj is not None else h          # (B, T, C_t)
                 mse, c = hidden_mse_forward(hp, t_hidden[l], mask)
-                hidden_loss += mse / len(s_taps)
+                hidden_loss += mse / n_s
                 hidden_caches.append(c)
             total += self.hidden_weight * hidden_loss
         self.cache = (kd_cache, hidden_caches, shape, zs.shape)
@@ -282,28 +237,29 @@ class Distiller(Module):
             dlogits[:, :-1] = dz
         else:
             dlogits = dz
+        dhidden = None
         if hidden_caches:
-            s_taps = block_list(self.student)
+            # the hidden states feed both losses: their extra gradients, aligned with
+            # out.hidden_states (entry 0, the embeddings, gets none)
+            dhidden = [None] * (len(hidden_caches) + 1)
             scale = self.hidden_weight / len(hidden_caches)
             for l, c in enumerate(hidden_caches):
                 dhp = hidden_mse_backward(scale, c)
                 proj = self.projections[l]
-                s_taps[l].extra_grad = proj.backward(dhp) if proj is not None else dhp
-        self.student.backward(dlogits)
+                dhidden[l + 1] = proj.backward(dhp) if proj is not None else dhp
+        self.student.backward(dlogits, dhidden_states=dhidden)
 
     def teacher_targets(self, input_ids, attention_mask=None, **kw):
         """(teacher logits, [mapped teacher hidden states] or None) for one batch, to store
         and pass back as teacher_logits / teacher_hidden."""
         use_hidden = self.hidden_weight > 0
-        taps = add_taps(self.teacher) if use_hidden else None
-        self.teacher.eval()
-        logits = _logits(self.teacher(input_ids, attention_mask=attention_mask, **kw))
-        hidden = [taps[m].output for m in self.map] if use_hidden else None
-        clear_caches(self.teacher)
-        return logits, hidden
+        self.teacher.eval()                                  # forward only, in eval mode
+        out = self.teacher(input_ids, attention_mask=attention_mask, output_hidden_states=use_hidden, **kw)
+        hidden = [out.hidden_states[m + 1] for m in self.map] if use_hidden else None
+        self.teacher.clear_caches()                          # no backward through the teacher
+        return _logits(out), hidden
 
     def finish(self):
-        """Remove the taps from both models (the student is then an ordinary model again)."""
-        remove_taps(self.teacher)
-        remove_taps(self.student)
+        """The trained student (kept for callers of the tap-based first version, which had
+        to unwrap the models here; the models are never modified now)."""
         return self.student

@@ -30,7 +30,7 @@ import math
 from ...backend import get_xp, host_rng
 from ...layers import Linear, Module, Parameter
 from ...ops import linear_forward
-from .modules import named_modules, replace_module, select
+from .modules import named_modules, replace_module, selector
 
 
 class LoRALinear(Module):
@@ -117,11 +117,12 @@ def apply_lora(model, r=8, alpha=None, targets=None, seed=0):
 
     targets: None for every Linear inside the Transformer blocks (GPT: c_attn, attn.c_proj,
     c_fc, mlp.c_proj; BERT: query, key, value, attention.output.dense, intermediate.dense,
-    output.dense), or name fragments such as ("query", "value") (see `modules.select`).
+    output.dense), or name fragments such as ("query", "value") (see `modules.selector`).
     """
     rng = host_rng(seed)
+    pick = selector(model, targets)
     chosen = [(name, m, parent) for name, m, parent in named_modules(model)
-              if isinstance(m, Linear) and parent is not None and select(name, targets)]
+              if isinstance(m, Linear) and parent is not None and pick(name, m)]
     if not chosen:
         raise ValueError(f"no Linear layer of {type(model).__name__} matches targets={targets!r}")
     for name, m, parent in chosen:

@@ -40,43 +40,24 @@ def replace_module(parent, old, new):
                      "as an attribute or list entry")
 
 
-def in_transformer_block(name):
-    """True for names inside a GPT block (`transformer.h.3.`) or a BERT layer
-    (`encoder.layer.3.`): the attention and feed-forward projections, not the embeddings,
-    pooler or task heads."""
-    return ".h." in "." + name or "encoder.layer." in name
+def selector(model, targets=None):
+    """A predicate `pick(name, module)` for the layers a technique should touch.
 
-
-def select(name, targets):
-    """Does the dotted layer name match `targets`?
-
-    targets=None: every layer inside a Transformer block. Otherwise an iterable of name
-    fragments: a layer matches when its name ends with one of them (`"c_attn"`,
-    `"attention.output.dense"`) or contains it between dots (`".h.0."`).
+    targets=None: every module inside one of the model's Transformer blocks
+    (`model.transformer_blocks()`): the attention and feed-forward projections, not the
+    embeddings, pooler or task heads. Otherwise an iterable of name fragments: a layer
+    matches when its dotted name ends with one of them (`"c_attn"`,
+    `"attention.output.dense"`) or contains it between dots (`".h.0."`), the checkpoint
+    names being the public way to point at one layer.
     """
     if targets is None:
-        return in_transformer_block(name)
+        inside = {id(m) for block in model.transformer_blocks() for m in block.modules()}
+        return lambda name, module: id(module) in inside
     if isinstance(targets, str):
         targets = (targets,)
-    dotted = "." + name + "."
-    return any(name.endswith(t) or ("." + t.strip(".") + ".") in dotted for t in targets)
+    targets = tuple(targets)
 
-
-def clear_caches(model):
-    """Drop every forward cache (a model run only forward, for a frozen teacher or evaluation)."""
-    for m in model.modules():
-        for attr in list(vars(m)):
-            if attr == "cache" or (attr.startswith("_") and attr.endswith("_cache")):
-                setattr(m, attr, None)
-
-
-def block_list(model):
-    """The list of Transformer blocks of a GPT (`transformer.h`) or BERT (`encoder.layer`)
-    model, the list object itself (so entries can be swapped)."""
-    if hasattr(model, "transformer") and hasattr(model.transformer, "h"):
-        return model.transformer.h
-    bert = getattr(model, "bert", model)
-    if hasattr(bert, "encoder") and hasattr(bert.encoder, "layer"):
-        return bert.encoder.layer
-    raise TypeError(f"cannot find the Transformer blocks of a {type(model).__name__}: "
-                    "expected a GPT (transformer.h) or a BERT model (bert.encoder.layer)")
+    def pick(name, module):
+        dotted = "." + name + "."
+        return any(name.endswith(t) or ("." + t.strip(".") + ".") in dotted for t in targets)
+    return pick

@@ -34,7 +34,7 @@ contributes nothing, so removing it leaves the outputs unchanged (a test checks 
 from ...backend import get_xp, to_numpy
 from ...layers import Linear, Module, MultiHeadAttention
 from ...ops import linear_backward, linear_forward
-from .modules import named_modules, replace_module, select
+from .modules import named_modules, replace_module, selector
 
 
 def _check_sparsity(sparsity):
@@ -89,14 +89,15 @@ def magnitude_prune(model, sparsity, scope="global", targets=None):
 
     scope="global": one threshold over all selected weights; "layer": each layer separately.
     targets: None for the Linear layers inside the Transformer blocks (embeddings, pooler and
-    heads are left dense), or name fragments (see `modules.select`).
+    heads are left dense), or name fragments (see `modules.selector`).
     Returns {layer name: sparsity reached}.
     """
     _check_sparsity(sparsity)
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
+    pick = selector(model, targets)
     chosen = [(n, m, p) for n, m, p in named_modules(model)
-              if isinstance(m, (Linear, MaskedLinear)) and p is not None and select(n, targets)]
+              if isinstance(m, (Linear, MaskedLinear)) and p is not None and pick(n, m)]
     if not chosen:
         raise ValueError(f"no Linear layer of {type(model).__name__} matches targets={targets!r}")
     layers = []
@@ -146,8 +147,9 @@ def remove_masks(model):
 def sparsity(model, targets=None):
     """Fraction of exact zeros among the weights of the selected Linear layers."""
     zeros = total = 0
+    pick = selector(model, targets)
     for name, m, parent in named_modules(model):
-        if isinstance(m, (Linear, MaskedLinear)) and parent is not None and select(name, targets):
+        if isinstance(m, (Linear, MaskedLinear)) and parent is not None and pick(name, m):
             W = m.weight.data
             zeros += int((W == 0).sum())
             total += int(W.size)

@@ -42,7 +42,7 @@ from ...backend import get_xp
 from ...io import (CONFIG_NAME, WEIGHTS_NAME, atomic_folder, load_safetensors, resolve_folder,
                   save_safetensors, write_json)
 from ...layers import Embedding, Linear, Module, Parameter
-from .modules import named_modules, replace_module, select
+from .modules import named_modules, replace_module, selector
 
 SCHEMES = ("symmetric", "asymmetric")
 GRANULARITIES = ("per_tensor", "per_channel")
@@ -393,7 +393,7 @@ def quantize_model(model, scheme="symmetric", granularity="per_channel", bits=8,
     and (embeddings=True) every Embedding a QuantizedEmbedding. Returns the model.
 
     targets: which Linear layers (None: all of them, task heads included; or name fragments,
-    see `modules.select`). LayerNorms and biases stay float: they are a tiny fraction of the
+    see `modules.selector`). LayerNorms and biases stay float: they are a tiny fraction of the
     weights. A model that is already quantised raises ValueError.
     """
     _check_scheme(scheme, granularity)
@@ -403,7 +403,7 @@ def quantize_model(model, scheme="symmetric", granularity="per_channel", bits=8,
     for name, m, parent in list(named_modules(model)):
         if parent is None:
             continue
-        if isinstance(m, Linear) and (targets is None or select(name, targets)):
+        if isinstance(m, Linear) and (targets is None or selector(model, targets)(name, m)):
             replace_module(parent, m, QuantizedLinear.from_linear(
                 m, scheme, granularity, bits, quantize_activations=quantize_activations, matmul=matmul))
             count += 1
@@ -433,7 +433,7 @@ def prepare_qat(model, scheme="symmetric", granularity="per_channel", bits=8, ta
     _check_scheme(scheme, granularity)
     _refuse_twice(model)
     for name, m, parent in list(named_modules(model)):
-        if parent is not None and isinstance(m, Linear) and (targets is None or select(name, targets)):
+        if parent is not None and isinstance(m, Linear) and (targets is None or selector(model, targets)(name, m)):
             replace_module(parent, m, QATLinear(m, scheme, granularity, bits, quantize_activations,
                                                 weight_clip))
     return model

@@ -109,8 +109,8 @@ def plot_attention_maps(maps, tokens=None, batch_index=0, layers=None, heads=Non
                         title=None):
     """A grid of heatmaps, one row per layer and one column per head (plus the head mean).
     maps: (L, B, H, T, S) from `attention_maps`. Returns the Figure (saved when `path`)."""
-    from ...viz import _plt
-    plt = _plt()
+    from ...viz import pyplot
+    plt = pyplot()
     maps = np.asarray(maps)
     L, _, H = maps.shape[:3]
     layers = list(range(L)) if layers is None else list(layers)
@@ -143,8 +143,8 @@ def plot_attention_maps(maps, tokens=None, batch_index=0, layers=None, heads=Non
 
 def plot_attributions(tokens, values, path=None, title=None, ax=None):
     """Horizontal bar chart of per-token attributions (red: for the class, blue: against)."""
-    from ...viz import _plt
-    plt = _plt()
+    from ...viz import pyplot
+    plt = pyplot()
     values = np.asarray(values, dtype=float)
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 0.25 * len(values) + 1), dpi=110)
@@ -332,7 +332,9 @@ class _Explainer:
         model = self.model
         E = _input_embeddings(model).weight.data
         params = model.parameters()
-        saved = [(p.grad, p.grad_sample) for p in params]
+        # parameter gradients (and per-example ones, where a caller switched them on) are left
+        # as they were: this backward is for the inputs only
+        saved = [(p.grad, p.__dict__.get("grad_sample")) for p in params]
         was = model.training
         fs, gs = [], []
         try:
@@ -340,7 +342,8 @@ class _Explainer:
             xp = get_xp(E)
             for p in params:
                 p.grad = xp.zeros_like(p.data)
-                p.grad_sample = None
+                if "grad_sample" in p.__dict__:
+                    p.grad_sample = 0
             for i in range(0, len(embeds), self.batch_size):
                 e = embeds[i:i + self.batch_size]
                 n = len(e)
@@ -358,7 +361,9 @@ class _Explainer:
                 gs.append(to_numpy(dembeds).astype(np.float64))
         finally:
             for p, (g, gsample) in zip(params, saved):
-                p.grad, p.grad_sample = g, gsample
+                p.grad = g
+                if gsample is not None:
+                    p.grad_sample = gsample
             model.clear_caches()
             model.train(was)
         return np.concatenate(fs), np.concatenate(gs)
