@@ -36,6 +36,11 @@ def gelu_tanh_forward(x):
     backward is a single multiply (instead of recomputing tanh(u) there). The passes run a
     block of rows at a time, so that their temporaries stay in cache (see `row_blocks`).
     """
+    if x.dtype.itemsize < 4:
+        # float16: computed in float32 and each result rounded once, as a GPU kernel does
+        # (PyTorch's float16 GELU computes in float; NumPy's float16 ufuncs are also slow)
+        out, grad = gelu_tanh_forward(x.astype("float32"))
+        return out.astype(x.dtype), grad.astype(x.dtype)
     xp = get_xp(x)
     x2d = x.reshape(-1, x.shape[-1])                      # (N, F)
     out, grad = xp.empty_like(x2d), xp.empty_like(x2d)

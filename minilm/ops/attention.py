@@ -6,6 +6,7 @@ import math
 
 from ..backend import get_xp
 from .dropout import dropout_backward, dropout_forward
+from .linear import half_matmul, is_half
 from .softmax import row_sum, softmax_inplace
 
 
@@ -32,6 +33,8 @@ def attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
     a (B, T, H, D) array seen through a transpose, so that `merge_heads(out)` is a free
     reshape instead of a copy.
     """
+    if is_half(q):
+        return _attention_forward_half(q, k, v, mask, dropout_p, rng)
     xp = get_xp(q)
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)   # (B, H, T, S)
     P = softmax_inplace(scores, mask)                     # (B, H, T, S), in scores' memory
@@ -54,6 +57,8 @@ def attention_backward(dout, cache, out=None):
     of over S, and it needs no (T, S) temporary (FlashAttention's trick, Dao et al. 2022).
     """
     q, k, v, Pd, P, y, drop_cache = cache
+    if is_half(q):
+        return _attention_backward_half(dout, cache, out)
     xp = get_xp(dout)
     scale = 1.0 / math.sqrt(q.shape[-1])
     dq, dk, dv = out if out is not None else (None, None, None)
@@ -73,6 +78,52 @@ def attention_backward(dout, cache, out=None):
     dk = xp.matmul(dscores.swapaxes(-1, -2), q, out=dk)   # (B, H, S, D)
     dk *= scale
     return dq, dk, dv
+
+
+# -- float16 (mixed precision) ---------------------------------------------------------------
+# The same steps with float16 q, k, v, as FlashAttention runs them on a GPU: the scores, the
+# softmax and its backward in float32 (they never exist in float16 there either: they live
+# in float32 registers), P stored in float16 for the P v product and the backward, every
+# matrix product through `half_matmul` (float16 operands, float32 sums).
+
+def _attention_forward_half(q, k, v, mask, dropout_p, rng):
+    """attention_forward for float16 q, k, v; the same cache layout, P in float16."""
+    xp = get_xp(q)
+    B, H, T, D = q.shape
+    scores = half_matmul(q, k.swapaxes(-1, -2), float32_out=True)   # (B, H, T, S) float32
+    scores *= 1.0 / math.sqrt(D)                          # the scale in float32: exact or not, once
+    P = softmax_inplace(scores, mask).astype(q.dtype)     # float32 softmax, P rounded to float16
+    Pd, drop_cache = dropout_forward(P, dropout_p, rng)   # (B, H, T, S) float16
+    out = xp.empty((B, T, H, v.shape[-1]), dtype=q.dtype).transpose(0, 2, 1, 3)  # (B, H, T, D) view
+    out[...] = half_matmul(Pd, v)                         # out = Pd v
+    return out, (q, k, v, Pd, P, out, drop_cache)
+
+
+def _attention_backward_half(dout, cache, out=None):
+    """attention_backward for a float16 cache: dP, the row sums and dscores in float32."""
+    q, k, v, Pd, P, y, drop_cache = cache
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    # undo: out = Pd v
+    dPd = half_matmul(dout, v.swapaxes(-1, -2), float32_out=True)  # (B, H, T, S) float32
+    dv = half_matmul(Pd.swapaxes(-1, -2), dout)           # (B, H, S, D)
+    # undo: Pd = dropout(P)
+    dP = dropout_backward(dPd, drop_cache)                # (B, H, T, S) float32
+    # undo: P = softmax(scores):  dscores = P * (dP - sum_d dout_d out_d), in float32
+    rowsum = row_sum(dout.astype("float32") * y)          # (B, H, T, 1) float32
+    dscores = dP
+    dscores -= rowsum
+    dscores *= P                                          # (B, H, T, S) float32
+    # undo: scores = (q k^T) / sqrt(D): dscores enters the products rounded to float16
+    dq = half_matmul(dscores, k, float32_out=True)        # (B, H, T, D)
+    dk = half_matmul(dscores.swapaxes(-1, -2), q, float32_out=True)   # (B, H, S, D)
+    dq *= scale
+    dk *= scale
+    grads = (dq.astype(q.dtype), dk.astype(q.dtype), dv)
+    if out is None:
+        return grads
+    for buffer, g in zip(out, grads):
+        buffer[...] = g
+    return out
 
 
 # -- The textbook form ------------------------------------------------------------------------

@@ -12,7 +12,8 @@ def dropout_forward(x, p, rng=None):
         return x, None
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    keep = rng.random(x.shape, dtype=x.dtype) >= p        # same shape as x
+    draw = x.dtype if x.dtype.itemsize >= 4 else "float32"   # Generators draw no float16
+    keep = rng.random(x.shape, dtype=draw) >= p           # same shape as x
     scale = keep.astype(x.dtype)
     scale *= 1.0 / (1.0 - p)
     return x * scale, scale

@@ -15,6 +15,8 @@ def embedding_backward(dout, cache):
     table, where entry (v, c) is number v * C + c: NumPy's add.at is several times faster
     with one index per number than with one index per row.
     """
+    if dout.dtype.itemsize < 4:                           # float16: add up in float32, round once
+        return embedding_backward(dout.astype("float32"), cache).astype(dout.dtype)
     ids, (V, C) = cache
     xp = get_xp(dout)
     if ids.shape != dout.shape[:-1]:

@@ -1,12 +1,54 @@
-"""Affine map y = x W + b, with W stored (in, out) so the code reads like the math."""
+"""Affine map y = x W + b, with W stored (in, out) so the code reads like the math.
+
+float16 inputs take the mixed-precision path of `half_matmul`: products and sums in
+float32, one rounding to float16 at the end (what a GPU's tensor cores do).
+"""
+
+
+def is_half(a):
+    """True for a float16 array: the ops' mixed-precision branches (see half_matmul)."""
+    return a.dtype.kind == "f" and a.dtype.itemsize == 2
+
+
+def half_matmul(a, b, bias=None, float32_out=False):
+    """a @ b as a GPU tensor core computes it in float16 mixed precision.
+
+    The operands are rounded to float16 (they are already, except a float32 gradient that
+    enters a product, as FlashAttention's dS does), every product and the running sum are
+    float32, and the result is rounded to float16 once: returned in float32 instead when
+    `float32_out` (for a float32 consumer, the softmax). `bias` is added in float32 before
+    that rounding, as cuBLASLt's bias epilogue does.
+
+    On NumPy this is casts around a float32 product (sgemm), and the numbers are the
+    tensor core's: float32 holds every float16 exactly; a product of two float16 numbers
+    (11-bit significands) needs at most 22 bits, so sgemm's float32 products are exact, as
+    the tensor core's are; the additions are float32 in both. What differs: the order of
+    the float32 additions (BLAS and cuBLAS block the sum differently: a few units of 2^-24
+    relative, far below float16's rounding of 2^-11), and NVIDIA tensor cores (Volta to
+    Ampere) that truncate rather than round the addends they align inside one block of
+    the sum (Fasi, Higham, Mikaitis and Pranesh, 2021), which costs the GPU up to a few
+    units of 2^-24 per block more. Overflow is the same: a result above 65504 becomes inf
+    in both, which is what the loss scaler watches for.
+    (NumPy's own float16 `@` would round every partial sum to float16: no GPU does that.)
+    """
+    a32 = (a if is_half(a) else a.astype("float16")).astype("float32")
+    b32 = (b if is_half(b) else b.astype("float16")).astype("float32")
+    out = a32 @ b32                                       # float32 products and sums
+    if bias is not None:
+        out += bias
+    return out if float32_out else out.astype("float16")
 
 
 def linear_forward(x, W, b=None):
     """x: (..., Cin), W: (Cin, Cout), b: (Cout,) or None  ->  out: (..., Cout)
 
         out = x @ W + b
+    float16 x: through `half_matmul` (float32 accumulation, float16 result).
     """
     Cin, Cout = W.shape
+    if is_half(x):                                        # float16: see half_matmul
+        out = half_matmul(x.reshape(-1, Cin), W, bias=b)  # (N, Cout)
+        return out.reshape(x.shape[:-1] + (Cout,)), (x, W, b is not None)
     out = x.reshape(-1, Cin) @ W                          # (N, Cout): one matrix product for all rows
     if b is not None:
         out += b
@@ -23,6 +65,9 @@ def linear_backward(dout, cache):
     Cin, Cout = W.shape
     x2 = x.reshape(-1, Cin)                               # (N, Cin)
     d2 = dout.reshape(-1, Cout)                           # (N, Cout)
+    if is_half(x):                                        # float16: float32 sums, float16 results
+        db = d2.sum(axis=0, dtype="float32").astype("float16") if has_bias else None
+        return half_matmul(d2, W.T).reshape(x.shape), half_matmul(x2.T, d2), db
     dx = (d2 @ W.T).reshape(x.shape)                      # (..., Cin)
     dW = x2.T @ d2                                        # (Cin, Cout)
     db = d2.sum(axis=0) if has_bias else None             # (Cout,)

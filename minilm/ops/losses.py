@@ -15,7 +15,11 @@ def cross_entropy_forward(logits, targets, ignore_index=IGNORE_INDEX, label_smoo
         log p_v = z_v - logsumexp(z)           (never log(softmax(z)): exp can underflow to 0)
         loss    = -1/M sum_{i valid} [(1 - eps) log p_{i, t_i} + eps/V sum_v log p_{i, v}]
     M = number of targets != ignore_index. With no valid target the loss is 0 (not NaN).
+    float16 logits are taken to float32 first (the softmax and the mean in float32; the
+    cache, and so the gradient, is float32 too).
     """
+    if logits.dtype.itemsize < 4:                         # float16: the loss in float32
+        return cross_entropy_forward(logits.astype("float32"), targets, ignore_index, label_smoothing)
     xp = get_xp(logits)
     N, V = logits.shape
     valid = targets != ignore_index                       # (N,)
