@@ -59,6 +59,12 @@ def _add_model_args(p, **defaults):
                         "`mpiexec -n N python -m minilm train ...`")
     p.add_argument("--overlap", action="store_true",
                    help="under MPI: all-reduce gradient buckets during the backward pass")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
+                   help="fp16: float16 mixed precision (float16 forward/backward, float32 "
+                        "master weights and accumulation, dynamic loss scaling); one process")
+    p.add_argument("--loss-scale-interval", type=int, default=2000,
+                   help="fp16: double the loss scale after this many steps without overflow "
+                        "(PyTorch GradScaler's growth_interval)")
 
 
 def llama_intermediate_size(vocab_size, n_positions, n_embd, n_layer, n_head, n_kv_head):
@@ -139,6 +145,17 @@ def train_run(args, command="train", sample_prompt="\n"):
     else:
         opt = AdamW(groups, lr=args.lr, betas=(0.9, 0.99))
     run_config = {k: v for k, v in vars(args).items() if k not in ("no_progress",)}
+    precision = getattr(args, "precision", "fp32")
+    scaler = None
+    if precision == "fp16":
+        if comm.world_size > 1 or args.zero or args.grad_accum != 1:
+            raise SystemExit("--precision fp16 trains in one process: no mpiexec, --zero 0, "
+                             "--grad-accum 1")
+        if getattr(args, "arch", "gpt2") != "gpt2":
+            raise SystemExit("--precision fp16 is implemented for --arch gpt2 only (its backward "
+                             "takes the loss scale)")
+        from .training.precision import LossScaler
+        scaler = LossScaler(growth_interval=args.loss_scale_interval)
     dp = DataParallel(model, comm, grad_accum=args.grad_accum, reduce=not args.zero,
                       config=run_config, overlap=args.overlap and comm.world_size > 1,
                       bucket_bytes=(1 << 20) if args.overlap else (4 << 20))       # rank 0's weights; same arguments checked
@@ -147,12 +164,14 @@ def train_run(args, command="train", sample_prompt="\n"):
     say(f"corpus: {len(text):,} characters, vocabulary {tok.vocab_size}; "
         f"model: {model.num_parameters():,} parameters; run folder: {out}"
         + (f"; {comm.world_size} processes" if comm.world_size > 1 else ""))
-    trainer = Trainer(dp, opt, data.train_batch, data.val_batch, max_steps=args.max_iters,
+    trainer = Trainer(model if precision == "fp16" else dp,      # fp16: one process, no wrapper
+                      opt, data.train_batch, data.val_batch, max_steps=args.max_iters,
                       lr_schedule=schedule, grad_clip=args.grad_clip, eval_every=args.eval_every,
                       eval_steps=args.eval_iters, log_every=10,
                       checkpoint_dir=os.path.join(out, "checkpoints") if args.checkpoint_every else None,
                       checkpoint_every=args.checkpoint_every, keep_all_checkpoints=False,
-                      progress=not args.no_progress and lead, seed=args.seed, comm=comm)
+                      progress=not args.no_progress and lead, seed=args.seed, comm=comm,
+                      precision=precision, loss_scaler=scaler)
     t0 = time.perf_counter()
     history = trainer.fit(resume_from=args.resume)
     seconds = time.perf_counter() - t0
@@ -176,6 +195,11 @@ def train_run(args, command="train", sample_prompt="\n"):
     final = [h for h in history if "eval_loss" in h]
     print(f"\ntrained {args.max_iters} steps in {seconds:.0f} s"
           + (f"; validation loss {final[-1]['eval_loss']:.3f}" if final else ""))
+    if scaler is not None:
+        skips = sum(e["event"] == "skip" for e in scaler.events)
+        grows = sum(e["event"] == "grow" for e in scaler.events)
+        print(f"fp16 loss scaling: {skips} overflow(s) skipped (scale halved), {grows} growth(s); "
+              f"final scale {scaler.scale:g}; events in history.json (loss_scale_events)")
     print(f"wrote {out}/: config.json, model.safetensors, tokenizer.json, loss.png, samples.txt")
     print("\nA sample:\n" + samples[0])
     return out

@@ -212,7 +212,7 @@ class GPT(PreTrainedModel):
     def transformer_blocks(self):
         return self.transformer.h                          # the list itself: entries can be swapped
 
-    def backward(self, dlogits=None, dhidden_states=None):
+    def backward(self, dlogits=None, dhidden_states=None, loss_scale=1.0):
         """Accumulate d(loss)/d(param) into every parameter's .grad.
 
         With no argument, the loss is the one from the last forward (which needs labels);
@@ -220,6 +220,9 @@ class GPT(PreTrainedModel):
         `dhidden_states`: a tuple aligned with out.hidden_states (None entries skipped) of
         extra upstream gradients (B, T, C), added to the loss's. Returns d loss / d
         inputs_embeds (B, T, C) after a forward on inputs_embeds, else None.
+        `loss_scale`: the loss's gradient is multiplied by it (float16 loss scaling, see
+        minilm/training/precision.py); `dlogits` and `dhidden_states` are used as given.
+        The gradients flow in the weights' dtype (float16 in a mixed-precision step).
         """
         tr = self.transformer
         if dlogits is None and dhidden_states is None and self._loss_cache is None:
@@ -231,15 +234,15 @@ class GPT(PreTrainedModel):
         if dlogits is None and self._loss_cache is not None:
             ce_cache, (B, T, V) = self._loss_cache
             xp = get_xp(ce_cache[0])
-            dlogits = xp.zeros((B, T, V), dtype=self.dtype)
-            dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
+            dlogits = xp.zeros((B, T, V), dtype=tr.wte.weight.data.dtype)
+            dlogits[:, :-1] = cross_entropy_backward(loss_scale, ce_cache).reshape(B, T - 1, V)
         self._loss_cache = None
         if dlogits is not None:
             # undo: logits = h wte^T  (the tied head's contribution to wte's gradient)
             dh, dWt, _ = linear_backward(dlogits, self._head_cache)   # dWt: (C, V)
             tr.wte.weight.grad += dWt.T
         else:                                                    # only hidden states enter the loss
-            dh = get_xp(tr.wte.weight.data).zeros(self._hidden_shape, dtype=self.dtype)
+            dh = get_xp(tr.wte.weight.data).zeros(self._hidden_shape, dtype=tr.wte.weight.data.dtype)
         self._head_cache = None
         # undo: h = ln_f(x)   (h is hidden_states[L])
         dx = tr.ln_f.backward(_plus(dh, dhs[-1]))

@@ -50,6 +50,7 @@ import numpy as np
 from ..io import ASIDE_SUFFIX, atomic_folder, load_safetensors, resolve_folder, save_safetensors, write_json
 from ..layers.base import Module
 from .optim import clip_grad_norm_
+from .precision import LossScaler, MixedPrecision, check_precision
 
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json",
                     "trainer_state.json")
@@ -85,6 +86,14 @@ class Trainer:
     max_epochs: instead of (or as a cap on) max_steps: epochs x len(train_batches) steps.
     comm: a `minilm.dist` communicator for data-parallel runs (the model wrapped in
         `minilm.dist.DataParallel`): only rank 0 writes checkpoints.
+    precision: "fp32" (default) or "fp16": float16 mixed precision (minilm/training/
+        precision.py): the forward and backward run on float16 copies of the float32
+        weights, the optimiser updates the float32 masters, the loss is scaled dynamically.
+        The model must be float32 and its backward must take `loss_scale` (GPT does); a
+        step_fn or a DataParallel model is not supported. Evaluation runs in float16 too.
+        `loss_scaler`: LossScaler(growth_interval=...) to change the scaling rules; its
+        `events` (skips, halvings, growths) are also in each history record's
+        "loss_scale_events", and every record has "loss_scale".
 
     Hooks, for loops that do more than `model(**batch)` (each gets the trainer):
     step_fn(batch) -> output with .loss, or a float: forward and backward on one batch
@@ -107,7 +116,8 @@ class Trainer:
                  max_steps=None, max_epochs=None, lr_schedule=None, grad_clip=None,
                  eval_every=None, eval_steps=20, log_every=1, checkpoint_dir=None,
                  checkpoint_every=None, keep_all_checkpoints=True, progress=True, seed=0,
-                 step_fn=None, after_step=None, eval_fn=None, comm=None):
+                 step_fn=None, after_step=None, eval_fn=None, comm=None, precision="fp32",
+                 loss_scaler=None):
         for name, batches in (("train_batches", train_batches), ("eval_batches", eval_batches)):
             if isinstance(batches, dict):
                 raise TypeError(f"{name} is a single batch dict; pass a list of batches or a "
@@ -128,6 +138,14 @@ class Trainer:
             raise ValueError("checkpoint_every needs checkpoint_dir")
         if grad_clip is not None and not grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 (or None), got {grad_clip}")
+        self.precision = check_precision(precision)
+        if precision == "fp16" and step_fn is not None:
+            raise ValueError("precision='fp16' scales the loss inside model.backward(loss_scale=...); "
+                             "a step_fn computes its own gradients, so it cannot be combined with it")
+        if loss_scaler is not None and precision != "fp16":
+            raise ValueError("loss_scaler is for precision='fp16'")
+        self.loss_scaler = (loss_scaler or LossScaler()) if precision == "fp16" else None
+        self.mixed = None                             # MixedPrecision, set in _attach
         self.max_epochs = max_epochs
         self.max_steps = max_steps
         self.lr_schedule = lr_schedule
@@ -183,6 +201,24 @@ class Trainer:
         if self.max_steps is None:
             raise TypeError("Trainer needs max_steps (or max_epochs with a sized train_batches)")
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
+        if self.precision == "fp16":
+            self._check_fp16_model(model)
+            self.mixed = MixedPrecision(model.parameters())
+
+    def _check_fp16_model(self, model):
+        import inspect
+        if hasattr(model, "module") and hasattr(model, "comm"):
+            raise ValueError("precision='fp16' trains an unwrapped model in one process; "
+                             "DataParallel is not supported with it")
+        try:
+            params = inspect.signature(model.backward).parameters
+            takes_scale = "loss_scale" in params or any(
+                q.kind is inspect.Parameter.VAR_KEYWORD for q in params.values())  # passes it on
+        except (TypeError, ValueError):
+            takes_scale = False
+        if not takes_scale:
+            raise TypeError(f"precision='fp16' needs a model whose backward takes loss_scale "
+                            f"(GPT does); {type(model).__name__}.backward does not")
 
     # ------------------------------------------------------------------------------------
     # One step
@@ -216,6 +252,8 @@ class Trainer:
 
     def train_step(self, batch):
         """Forward, backward, clip, update on one batch. Returns (loss, grad_norm)."""
+        if self.mixed is not None:
+            return self.train_step_fp16(batch)
         self.model.zero_grad()
         out = self.forward_backward(batch)
         self.last_output, self.last_batch = out, batch
@@ -227,16 +265,40 @@ class Trainer:
         self.optimizer.step()
         return loss_value(out), grad_norm
 
-    def forward_backward(self, batch):
-        """The step's forward and backward (gradients into p.grad); returns the output."""
+    def train_step_fp16(self, batch):
+        """train_step in float16 mixed precision (minilm/training/precision.py):
+
+            half weights -> forward, backward of scale * loss -> float32 grads / scale
+            inf/NaN: skip the update, halve the scale    else: clip, step, maybe grow the scale
+        Returns (loss, grad_norm); a skipped step's grad_norm is inf."""
+        scaler = self.loss_scaler
+        self.mixed.half()
+        try:
+            self.model.zero_grad()                               # the float16 buffers
+            with np.errstate(over="ignore", invalid="ignore"):   # overflow: the scaler's business
+                out = self.forward_backward(batch, loss_scale=scaler.scale)
+        finally:
+            finite = self.mixed.master(scaler.scale)             # float32 masters and grads back
+        self.last_output, self.last_batch = out, batch
+        if not scaler.update(finite, self.step):                 # skip: nothing changes
+            return loss_value(out), math.inf
+        max_norm = self.grad_clip if self.grad_clip is not None else math.inf
+        grad_norm = clip_grad_norm_(self._params, max_norm)
+        self.optimizer.step()
+        return loss_value(out), grad_norm
+
+    def forward_backward(self, batch, loss_scale=None):
+        """The step's forward and backward (gradients into p.grad); returns the output.
+        loss_scale: passed on to model.backward (mixed precision), else not passed."""
+        scale = {} if loss_scale is None else {"loss_scale": loss_scale}
         if self.step_fn is not None:
             return self.step_fn(batch)
         if hasattr(self.model, "training_step"):                 # Lightning-style module
             out = self.model.training_step(batch, self.step)
-            self.model.backward()
+            self.model.backward(**scale)
             return out
         out = self.model(**batch)
-        self.model.backward()
+        self.model.backward(**scale)
         return out
 
     # ------------------------------------------------------------------------------------
@@ -267,6 +329,7 @@ class Trainer:
         self.should_stop = False
         bar = progress_bar(self.progress, total=self.max_steps, initial=self.step)
         losses, tokens, t0 = [], 0, time.perf_counter()     # the current logging window
+        n_events = len(self.loss_scaler.events) if self.loss_scaler is not None else 0
         try:
             while self.step < self.max_steps and not self.should_stop:
                 lr = self.set_lr(self.step)
@@ -290,6 +353,14 @@ class Trainer:
                     record = {"step": self.step, "loss": sum(losses) / len(losses), "lr": lr,
                               "grad_norm": grad_norm,
                               "tokens_per_s": tokens / seconds if seconds > 0 else 0.0}
+                    if self.loss_scaler is not None:                # fp16: the scale and its events
+                        new = self.loss_scaler.events[n_events:]
+                        n_events = len(self.loss_scaler.events)
+                        record.update(loss_scale=self.loss_scaler.scale, loss_scale_events=new)
+                        for e in new:
+                            bar.write(f"step {e['step'] + 1}: loss scale "
+                                      + ("overflow: step skipped, scale halved" if e["event"] == "skip"
+                                         else "grown") + f" to {e['scale']:g}")
                     if evaluate:
                         record.update(self.run_eval())
                         bar.write(f"step {self.step}: train loss {record['loss']:.4f}, " + ", ".join(
@@ -323,6 +394,8 @@ class Trainer:
         batches = self._eval_batches(batches_or_n) if isinstance(batches_or_n, int) else batches_or_n
         was_training = getattr(self.model, "training", True)
         self.model.eval()
+        if self.mixed is not None:
+            self.mixed.half()                                   # evaluate the float16 model
         try:
             if hasattr(self.model, "validation_step"):          # Lightning-style module
                 losses = [loss_value(self.model.validation_step(batch, i))
@@ -330,6 +403,8 @@ class Trainer:
             else:
                 losses = [float(self.model(**batch).loss) for batch in batches]
         finally:
+            if self.mixed is not None:
+                self.mixed.master(None)
             if was_training:
                 self.model.train()
         if not losses:
@@ -373,6 +448,8 @@ class Trainer:
                  "history": self.history,
                  "data_rng": self.rng.bit_generator.state,
                  "model_rng": _to_json(self.model.rng_state()) if _has_rng(self.model) else None}
+        if self.loss_scaler is not None:
+            state["loss_scaler"] = self.loss_scaler.state_dict()
         with atomic_folder(path, keep_other_files=False) as tmp:
             save_safetensors(os.path.join(tmp, "model.safetensors"), self.model.state_dict())
             save_safetensors(os.path.join(tmp, "optimizer.safetensors"), arrays)
@@ -412,6 +489,8 @@ class Trainer:
             raise
         self.step, self.history = int(step), list(history)
         self.rng.bit_generator.state = data_rng
+        if self.loss_scaler is not None and state.get("loss_scaler") is not None:
+            self.loss_scaler.load_state_dict(state["loss_scaler"])
         if not callable(self.train_batches):                # replay the iterable up to `step`
             self._batch_iter = None
             for _ in range(self.step):
