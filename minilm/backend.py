@@ -146,8 +146,19 @@ def asarray(a, dtype=None):
 
 
 def resolve_dtype(dtype):
-    """Accept "float32" / "float64" (or the NumPy dtypes) and return the NumPy dtype."""
+    """Accept "float32" / "float64" (or the NumPy dtypes) and return the NumPy dtype.
+
+    float16 is refused on purpose: models are built in float32 (or float64 for gradient
+    checks), and float16 training is mixed precision, where the float32 weights stay the
+    model and the optimiser's master copy and float16 is only the forward/backward's
+    working copy (`Trainer(precision="fp16")`, minilm/training/precision.py). A model built
+    in float16 would have no float32 weights to update; the ops themselves take float16
+    arrays (see minilm/ops/linear.py: half_matmul)."""
     dt = np.dtype(dtype)
+    if dt == np.float16:
+        raise ValueError("models are built in float32 or float64; for float16 training use "
+                         "mixed precision: Trainer(..., precision='fp16') or "
+                         "python -m minilm train --precision fp16")
     if dt not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     return dt

@@ -441,3 +441,9 @@ def test_cli_precision_choices():
     from minilm.__main__ import main
     with pytest.raises(SystemExit):
         main(["train", "--precision", "fp8"])
+
+
+def test_models_are_not_built_in_float16():
+    # float16 is the working copy of mixed precision, never the model's own dtype
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        GPT(tiny_gpt().config, dtype="float16")
