@@ -191,8 +191,9 @@ def _input_grads(grads, inputs, check_idx, names):
         if g is None:
             raise ValueError(f"backward returned no gradient for {_label(i, names)}, expected an array of "
                              f"shape {tuple(inputs[i].shape)} (pass check_inputs=False to check parameters only)")
-        if tuple(np.shape(g)) != tuple(inputs[i].shape):
-            raise ValueError(f"gradient for {_label(i, names)} has shape {tuple(np.shape(g))}, "
+        shape = tuple(g.shape) if hasattr(g, "shape") else tuple(np.shape(g))
+        if shape != tuple(inputs[i].shape):
+            raise ValueError(f"gradient for {_label(i, names)} has shape {shape}, "
                              f"expected {tuple(inputs[i].shape)}")
         out[i] = get_xp(g).array(g, copy=True)   # a later forward may reuse a buffer it returned
     return out
@@ -238,7 +239,7 @@ def _finish(checks, rtol, atol, loss_scale, eps, extra_rows=(), sampled=False):
 
 def _random_dout(out, rng):
     xp = get_xp(out) if hasattr(out, "dtype") else np
-    return xp.asarray(rng.standard_normal(np.shape(out)))
+    return xp.asarray(rng.standard_normal(out.shape if hasattr(out, "shape") else np.shape(out)))
 
 
 def _loss_scale(out, dout):
@@ -262,6 +263,10 @@ def gradcheck(target, *inputs, eps=1e-6, atol=1e-8, rtol=1e-5, seed=0, max_eleme
     floor, with floor = max(atol * the largest gradient entry of any checked tensor, the
     finite differences' round-off). Raises ValueError when there is nothing to check, or when
     backward returns the wrong number of gradients or one of the wrong shape.
+
+    A Module's NumPy inputs (keyword arrays too) are moved to the backend of its parameters
+    first, as a model call moves its inputs, so the same check runs on NumPy, CuPy and the
+    strict backend; an op pair runs on whatever arrays it is given.
     """
     # dout and the sampled entries come from their own stream: with default_rng(seed) a
     # caller who drew x from default_rng(0) would get dout == x, which hides a transposed dW
@@ -273,7 +278,17 @@ def gradcheck(target, *inputs, eps=1e-6, atol=1e-8, rtol=1e-5, seed=0, max_eleme
         _require_float64(f"input {i}", inputs[i])
     if isinstance(target, tuple):
         return _check_pair(target, inputs, float_idx, eps, atol, rtol, rng, max_elements, kwargs)
+    params = target.parameters() if hasattr(target, "parameters") else []
+    if params:
+        xp = get_xp(params[0].data)
+        inputs = [_to_backend(a, xp) for a in inputs]
+        kwargs = {k: _to_backend(v, xp) for k, v in kwargs.items()}
     return _check_module(target, inputs, float_idx, eps, atol, rtol, rng, max_elements, kwargs)
+
+
+def _to_backend(a, xp):
+    """A NumPy array moved to the array module xp (a device); anything else as it is."""
+    return xp.asarray(a) if isinstance(a, np.ndarray) and xp is not np else a
 
 
 def _input_checks(run, inputs, float_idx, grads, dout, eps, rng, max_elements):
