@@ -9,6 +9,7 @@ from minilm.layers import (CausalSelfAttention, Dropout, Embedding, FeedForward,
                            MultiHeadAttention)
 from minilm.losses import cross_entropy_backward, cross_entropy_forward
 from minilm.models.gpt import GPTBlock, GPTConfig
+from minilm.backend import asarray
 
 F64 = "float64"
 
@@ -252,7 +253,7 @@ def test_module_doubled_dW_is_caught_at_small_and_large_scale():
     for scale in (1e-6, 1e6):
         for cls, ok in ((Linear, True), (Doubled, False)):
             layer = cls(4, 3, dtype=F64, rng=rng, std=scale)
-            layer.bias.data[:] = scale * rng.standard_normal(3)
+            layer.bias.data[:] = asarray(scale * rng.standard_normal(3))
             result = gradcheck(layer, scale * rng.standard_normal((2, 5, 4)))
             assert result.ok == ok, f"scale {scale}, {cls.__name__}\n{result}"
             if not ok:
@@ -299,7 +300,7 @@ def test_module_wrong_layernorm_backward_is_caught():
             return dx
     rng = np.random.default_rng(0)
     ln = NoMeanPath(5, dtype=F64)
-    ln.weight.data[:] = rng.standard_normal(5)
+    ln.weight.data[:] = asarray(rng.standard_normal(5))
     assert failing(gradcheck(ln, rng.standard_normal((2, 3, 5)))) == ["input 0"]
 
 
@@ -371,8 +372,8 @@ def _right_layers():
     cfg = GPTConfig(vocab_size=7, n_positions=8, n_embd=6, n_layer=1, n_head=3, initializer_range=0.4,
                     resid_pdrop=0, attn_pdrop=0, embd_pdrop=0)
     ln = LayerNorm(5, dtype=F64)
-    ln.weight.data[:] = rng.standard_normal(5)
-    ln.bias.data[:] = rng.standard_normal(5)
+    ln.weight.data[:] = asarray(rng.standard_normal(5))
+    ln.bias.data[:] = asarray(rng.standard_normal(5))
     key_mask = ops.padding_mask(np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
     return {
         "Linear": (Linear(5, 3, dtype=F64, rng=rng, std=0.5), (rng.standard_normal((2, 4, 5)),), {}),
@@ -398,7 +399,7 @@ def test_gradient_zero_in_exact_arithmetic_passes():
     """The key bias of attention cannot change a softmax: its gradient is round-off on both sides."""
     rng = np.random.default_rng(0)
     mha = MultiHeadAttention(8, 2, dtype=F64, rng=rng, std=0.5)
-    mha.k.bias.data[:] = rng.standard_normal(8)
+    mha.k.bias.data[:] = asarray(rng.standard_normal(8))
     result = gradcheck(mha, rng.standard_normal((2, 3, 8)))
     key_bias = dict((r[0], r) for r in result.rows)[mha.names[1] + ".bias"]
     assert result.ok and key_bias.scale < 1e-8 and key_bias[2] == 0.0, f"\n{result}"
