@@ -1,8 +1,9 @@
-"""Benchmarks: `python -m minilm bench {step,memory,kvcache,converge,all}` (see BENCHMARKS.md).
+"""Benchmarks: `python -m minilm bench {step,memory,kvcache,converge,precision,all}` (see BENCHMARKS.md).
 
     python -m minilm bench step --config baby --torch-python /path/to/venv/bin/python
     python -m minilm bench memory --config wide --torch-python ...
     python -m minilm bench kvcache
+    python -m minilm bench precision --config baby
     python -m minilm bench converge --dataset tinyshakespeare
     python -m minilm bench all --torch-python ... --data-file input.txt --json results.json
 
@@ -17,6 +18,11 @@ memory    peak resident memory of building the model and taking a few steps, eac
           in a fresh subprocess measured the same way (growth of ru_maxrss), and for minilm
           also the tracemalloc peak (NumPy reports its arrays to tracemalloc).
 kvcache   greedy decoding speed at a 512-token context with and without the KV cache.
+precision a training step in fp32 and in fp16 mixed precision (Trainer(precision=...)),
+          each in a fresh process: the activation memory (bytes of the arrays the forward
+          keeps for the backward, weights not counted), the tracemalloc peak of one step
+          above what was allocated before it, and ms/step (on NumPy float16 is emulated
+          with casts around float32 BLAS, so it is slower there: the memory is the point).
 converge  the baby recipe for 2000 iterations on a char-level corpus with the Trainer, and
           the validation loss estimated like nanoGPT's estimate_loss; writes a loss curve.
 
@@ -354,6 +360,95 @@ def bench_memory(config="baby", steps=3, batch_size=None, torch_python=None, mal
     if torch_python:
         say(f"  minilm / torch peak-growth ratio: {result['ratio_minilm_over_torch']:.2f}")
     return result
+
+
+# ----------------------------------------------------------------------------------------
+# precision
+# ----------------------------------------------------------------------------------------
+
+def activation_bytes(model):
+    """{dtype name: bytes} of the arrays the last forward left for the backward (every
+    module's `cache` and the model's loss and head caches), each buffer counted once (views
+    count as their base array) and the weights (shared into caches by reference) left out."""
+    seen, sizes = set(), {}
+
+    def root(a):
+        while getattr(a, "base", None) is not None and hasattr(a.base, "nbytes"):
+            a = a.base
+        return a
+
+    def walk(obj):
+        if isinstance(obj, (tuple, list)):
+            for item in obj:
+                walk(item)
+        elif hasattr(obj, "nbytes") and hasattr(obj, "dtype"):
+            r = root(obj)
+            if id(r) not in seen:
+                seen.add(id(r))
+                sizes[str(r.dtype)] = sizes.get(str(r.dtype), 0) + int(r.nbytes)
+
+    for p in model.parameters():                        # weights are not activations
+        seen.add(id(root(p.data)))
+    for m in model.modules():
+        walk(m.cache)
+    walk(getattr(model, "_loss_cache", None))
+    walk(getattr(model, "_head_cache", None))
+    return sizes
+
+
+def _precision_child(config, precision, steps, batch_size=None):
+    """Runs in a fresh interpreter: activation bytes, tracemalloc peak and time of a step."""
+    import tracemalloc
+    from ..training.trainer import Trainer
+    cfg = full_config(config, batch_size)
+    model, opt = build_minilm(cfg)
+    ids = random_batch(cfg)
+    batch = {"input_ids": ids, "labels": ids}
+    trainer = Trainer(model, opt, [batch], max_steps=steps, grad_clip=cfg["clip"], progress=False,
+                      precision=precision)
+    for _ in range(2):                                  # warm-up (allocator, fp16 buffers)
+        trainer.train_step(batch)
+    # the caches of one forward, in the step's own dtypes
+    if trainer.mixed is not None:
+        trainer.mixed.half()
+    model(**batch)
+    held = activation_bytes(model)
+    model.clear_caches()
+    if trainer.mixed is not None:
+        trainer.mixed.master(None)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    trainer.train_step(batch)
+    peak = tracemalloc.get_traced_memory()[1] - before
+    tracemalloc.stop()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        trainer.train_step(batch)
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"precision": precision, "activation_bytes": held,
+                      "activation_mb": sum(held.values()) / 2**20,
+                      "step_peak_mb": peak / 2**20, "median_ms": 1e3 * statistics.median(times),
+                      "loss_scale": trainer.loss_scaler.scale if trainer.loss_scaler else None}))
+
+
+def bench_precision(config="baby", steps=5, batch_size=None, verbose=True):
+    """fp32 against fp16 mixed precision: activation memory and the peak of one step."""
+    say = print if verbose else (lambda *a, **k: None)
+    cfg = full_config(config, batch_size)
+    say(f"[precision] {config} (B={cfg['batch_size']}, T={cfg['block_size']}): one training "
+        "step, fp32 and fp16 mixed precision, each in a fresh process")
+    runs = {p: run_minilm_child("_precision_child", dict(config=config, precision=p, steps=steps,
+                                                         batch_size=batch_size))
+            for p in ("fp32", "fp16")}
+    rows = [[p, f"{r['activation_mb']:.2f}",
+             ", ".join(f"{k} {v / 2**20:.2f}" for k, v in sorted(r["activation_bytes"].items())),
+             f"{r['step_peak_mb']:.2f}", f"{r['median_ms']:.0f}"] for p, r in runs.items()]
+    say(_table(rows, ["", "activations MB", "by dtype MB", "step peak MB (tracemalloc)", "ms/step"]))
+    ratio = runs["fp16"]["activation_mb"] / runs["fp32"]["activation_mb"]
+    say(f"  fp16 / fp32 activation memory: {ratio:.2f}; step peak: "
+        f"{runs['fp16']['step_peak_mb'] / runs['fp32']['step_peak_mb']:.2f}")
+    return {"config": cfg, "runs": runs, "activation_ratio": ratio}
 
 
 # ----------------------------------------------------------------------------------------
@@ -720,7 +815,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="python -m minilm bench", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "all"])
+    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "precision", "all"])
     ap.add_argument("--config", choices=sorted(CONFIGS), default=None,
                     help="model size for step/memory (default: both, baby then wide)")
     ap.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
@@ -785,6 +880,10 @@ def main(argv=None):
                                not args.no_progress, args.torch_python, torch_model=args.torch_model)
                 for i, seed in enumerate(seeds)]
         results["converge"] = runs[0] if len(runs) == 1 else summarise_seeds(runs)
+    if what == "precision":                 # not in "all"
+        for c in configs:
+            results[f"precision_{c}"] = bench_precision(c, args.steps or 5, args.batch_size)
+            print()
     if what == "dist":                      # not in "all": it launches mpiexec
         results["dist"] = bench_dist(config=args.config or "baby", steps=args.steps or 8)
     if args.json:
