@@ -275,6 +275,7 @@ def test_one_attention_layer_and_one_block_for_every_model():
 
 # -- Against transformers (fixtures: tests/fixtures/make_llama_fixtures.py) ---------------------
 
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 
@@ -420,6 +421,70 @@ def test_parameter_counts_equal_minilm_models_and_flops_formula():
     # torch.utils.flop_counter.FlopCounterMode on transformers' Qwen3ForCausalLM of this config,
     # eager attention, one (1, 5) forward, divided by 5 (measured once, torch 2.13.0)
     assert flops_per_token(cfg, n_ctx=5) == 4208.0
+
+
+@pytest.mark.parametrize("i", range(3))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_activation_formula_matches_what_llama_keeps(i, dtype):
+    """minilm.costs.activation_memory for Llama / Qwen3 configs against the bytes the models'
+    caches really hold after a forward (measure_activation_bytes walks them), with and
+    without labels; GQA, tied MHA, and Qwen3's q/k norms with head_dim != C / H."""
+    from minilm.costs import activation_memory, measure_activation_bytes
+    model = tiny_models()[i]
+    model = type(model)(model.config, dtype=dtype)
+    ids = np.random.default_rng(i).integers(0, 11, (3, 7))
+    out = model(ids, labels=ids)
+    assert measure_activation_bytes(model, extra=[out.logits]) == \
+        activation_memory(model.config, 3, 7, dtype=dtype)["total"]
+    out = model(ids[:2, :5])
+    mem = activation_memory(model.config, 2, 5, dtype=dtype, with_loss=False)
+    assert measure_activation_bytes(model, extra=[out.logits]) == mem["total"]
+    assert mem["total"] == mem["blocks"] + mem["outside"] == 2 * mem["per_layer"] + mem["outside"]
+
+
+def test_kv_cache_memory_matches_init_kv_cache_and_published_configs():
+    from minilm.costs import kv_cache_memory
+    from minilm.models import GPT, GPTConfig
+    for model in tiny_models() + [GPT(GPTConfig(vocab_size=11, n_positions=16, n_embd=8, n_layer=2, n_head=4))]:
+        cache = model.init_kv_cache(3, 9)
+        allocated = sum(int(a.nbytes) for kv in cache for a in kv)
+        assert kv_cache_memory(model.config, 3, 9, dtype=str(model.dtype))["total"] == allocated
+    # by hand: 2 (K and V) x 16 layers x 8 key/value heads x 64 x 2 bytes (bfloat16) = 32 KiB per
+    # token for Llama-3.2-1B; 2 x 28 x 8 x 128 x 2 = 112 KiB for Qwen3-0.6B
+    assert kv_cache_memory(LLAMA_3_2_1B, dtype="bfloat16")["per_token"] == 32768
+    assert kv_cache_memory(QWEN3_0_6B, dtype="bfloat16")["per_token"] == 114688
+    assert kv_cache_memory(LLAMA_3_2_1B, 1, 4096, "bfloat16")["total"] == 4096 * 32768   # 128 MiB
+    full = dataclasses.replace(LLAMA_3_2_1B, num_key_value_heads=32)   # the same model without GQA
+    assert kv_cache_memory(full)["per_token"] == 4 * kv_cache_memory(LLAMA_3_2_1B)["per_token"]
+    from minilm.models import BertConfig
+    with pytest.raises(ValueError, match="BERT encoder .* keeps no key/value cache"):
+        kv_cache_memory(BertConfig())
+    with pytest.raises(ValueError, match="positive"):
+        kv_cache_memory(LLAMA_3_2_1B, 1, 0)
+
+
+def test_optimizer_and_training_memory_for_llama():
+    from minilm.costs import activation_memory, optimizer_memory, summary, training_memory
+    from minilm.optim import AdamW
+    model = tiny_models()[0]
+    model = LlamaForCausalLM(model.config)                   # float32
+    opt = AdamW(model.parameters(), lr=1e-3)
+    ids = np.array([[1, 2, 3, 4]])
+    model(ids, labels=ids)
+    model.backward()
+    opt.step()
+    expected = optimizer_memory(model.config, "adamw", minilm=True)
+    assert expected["weights"] == sum(int(p.data.nbytes) for p in model.parameters())
+    assert expected["optimizer_state"] == sum(int(v.nbytes) for st in opt.state.values()
+                                              for v in st.values() if hasattr(v, "nbytes"))
+    mem = training_memory(LLAMA_3_2_1B, 1, 2048)
+    assert mem["activations"] == activation_memory(LLAMA_3_2_1B, 1, 2048)["total"]
+    assert mem["total"] == sum(v for k, v in mem.items() if k != "total")
+    text = summary(QWEN3_0_6B, seq_len=1024)
+    assert "596,049,920" in text and "H_kv=8" in text and "114,688" not in text   # float32: 229,376
+    assert "229,376 bytes per token" in text
+    with pytest.raises(ValueError, match="convention='minilm' without dropout"):
+        activation_memory(LLAMA_3_2_1B, 1, 16, convention="korthikanti")
 
 
 def test_config_reads_transformers_v5_rope_parameters_and_eos_lists():

@@ -6,6 +6,7 @@
     flops_per_token(GPTConfig(), n_ctx=1024)               # forward matmul FLOPs per token
     flops_per_token(GPTConfig(), convention="6N")          # 6 x non-embedding parameters
     training_memory(GPTConfig(), batch_size=8, seq_len=1024)   # bytes: weights, grads, Adam, activations
+    kv_cache_memory(LlamaConfig(...), batch_size=1, seq_len=4096, dtype="bfloat16")   # decoding's cache
 
 Every number is a formula written out below, and each formula is checked in
 tests/test_costs.py against something that does not use it: GPT-2 small's and BERT-base's
@@ -15,8 +16,9 @@ really keeps for backward (`measure_activation_bytes`), and the buffers minilm's
 really allocates.
 
 A GPT-2 config is recognised by `n_embd`, a Llama / Qwen3 config by `num_key_value_heads`
-and `rms_norm_eps` (parameters: `decoder_parameters`; FLOPs: `decoder_flops_per_token`),
-a BERT config by `hidden_size`. Shape letters:
+and `rms_norm_eps` (parameters: `decoder_parameters`; FLOPs: `decoder_flops_per_token`;
+activations: `decoder_activation_memory`; KV cache: `kv_cache_memory`), a BERT config by
+`hidden_size`. Shape letters:
 V vocabulary, P positions, C width, L layers, H heads, F feed-forward width, T (= n_ctx)
 sequence length, B batch, N = B*T rows.
 
@@ -97,8 +99,9 @@ def decoder_flops_per_token(config, n_ctx):
 def _shape(config):
     """(kind, V, P, C, L, H, F) from a GPT2Config-like or BertConfig-like object."""
     if _is_modern_decoder(config):
-        raise TypeError(f"{type(config).__name__}: for Llama / Qwen3 configs minilm.costs has "
-                        "count_parameters and flops_per_token(convention='exact') only")
+        raise TypeError(f"{type(config).__name__}: a Llama / Qwen3 config; this formula is GPT-2's "
+                        "or BERT's (for these configs: count_parameters, flops_per_token(convention="
+                        "'exact'), activation_memory, optimizer_memory, training_memory, kv_cache_memory)")
     if hasattr(config, "n_embd"):
         C = int(config.n_embd)
         F = int(getattr(config, "n_inner", None) or 4 * C)
@@ -250,7 +253,13 @@ def activation_memory(config, batch_size, seq_len, dtype="float32", dropout=Fals
     convention="korthikanti": Korthikanti et al. 2022 ("Reducing Activation Recomputation in
     Large Transformer Models"), eq. (1): s b h (34 + 5 a s / h) bytes per layer for 16-bit
     activations, 1-byte dropout masks, no recomputation or parallelism (blocks only).
+    A Llama / Qwen3 config: `decoder_activation_memory` (convention="minilm" only).
     """
+    if _is_modern_decoder(config):
+        if convention != "minilm" or dropout:
+            raise ValueError("Llama / Qwen3 configs: convention='minilm' without dropout only "
+                             "(Korthikanti's eq. (1) counts GPT-2's block; these models have no dropout)")
+        return decoder_activation_memory(config, batch_size, seq_len, dtype, with_loss)
     kind, V, P, C, L, H, F = _shape(config)
     B, T = int(batch_size), int(seq_len)
     N = B * T
@@ -273,6 +282,65 @@ def activation_memory(config, batch_size, seq_len, dtype="float32", dropout=Fals
         outside += N * C
     return {"per_layer": per_layer * b, "blocks": L * per_layer * b, "outside": outside * b,
             "total": (L * per_layer + outside) * b}
+
+
+def decoder_activation_memory(config, batch_size, seq_len, dtype="float32", with_loss=True):
+    """Bytes of activations minilm's Llama / Qwen3 keeps for the backward pass, as a dict.
+
+    Counted from the caches of minilm's layers (checked against `measure_activation_bytes`,
+    so it must follow the implementation). N = B T rows; H query heads, H_kv key/value
+    heads of width D, F the SwiGLU width. Per layer:
+        input_layernorm: xhat (N C) + rstd (N)        its output, the q/k/v projections' input (N C)
+        attention: q and k after RoPE, v (N H D each: k and v repeated to H heads when
+            H_kv < H, so grouped-query attention saves nothing here), P (B H T T), and the
+            output y (N H D), which is also o_proj's input (attention_forward writes it
+            head-minor, so merge_heads is a free reshape)
+        Qwen3's q_norm / k_norm: xhat + rstd, N H (D + 1) and N H_kv (D + 1)
+        post_attention_layernorm: xhat (N C) + rstd (N), its output (N C)
+        SwiGLU: g = gate_proj(x), sigmoid(g), a = silu(g), u = up_proj(x), a * u: 5 N F
+      = N (4 C + 2 + 4 H D + 5 F) + B H T^2  [+ N (H + H_kv)(D + 1)]
+    Outside the layers: the RoPE tables cos, sin (2 T D, shared by every layer), the final
+    norm (N C + N), the head's input (N C), the logits (N V) and with labels the loss's
+    log-probabilities (B (T-1) V).
+    """
+    V, C, L, H, H_kv, D, F, tied, bias, qk_norm = _decoder_shape(config)
+    B, T = int(batch_size), int(seq_len)
+    N = B * T
+    b = _itemsize(dtype)
+    per_layer = N * (4 * C + 2 + 4 * H * D + 5 * F) + B * H * T * T
+    if qk_norm:
+        per_layer += N * (H + H_kv) * (D + 1)
+    outside = 2 * T * D + N * C + N + N * C + N * V
+    if with_loss:
+        outside += B * (T - 1) * V
+    return {"per_layer": per_layer * b, "blocks": L * per_layer * b, "outside": outside * b,
+            "total": (L * per_layer + outside) * b}
+
+
+def kv_cache_memory(config, batch_size=1, seq_len=None, dtype="float32"):
+    """Bytes of the key/value cache that decoding keeps, as a dict.
+
+        per_token = 2 (keys and values) x L x H_kv x D x bytes per number
+    GPT-2 caches every head (H_kv = H, D = C / H: 2 L C numbers per token); a Llama / Qwen3
+    with grouped-query attention caches only its H_kv key/value heads, H / H_kv times less.
+    seq_len: tokens cached (default: the full context); total = batch_size x seq_len x per_token.
+    This is what `model.init_kv_cache(batch_size, seq_len)` allocates in minilm.
+    """
+    if _is_modern_decoder(config):
+        V, C, L, H, H_kv, D, F, tied, bias, qk_norm = _decoder_shape(config)
+        context = int(config.max_position_embeddings)
+    else:
+        kind, V, context, C, L, H, F = _shape(config)
+        if kind != "gpt":
+            raise ValueError("kv_cache_memory: a BERT encoder reads the whole input at once and keeps no "
+                             "key/value cache; pass a GPT, Llama or Qwen3 config")
+        H_kv, D = H, C // H
+    T = int(seq_len if seq_len is not None else context)
+    if T <= 0 or int(batch_size) <= 0:
+        raise ValueError(f"batch_size and seq_len must be positive, got {batch_size}, {T}")
+    per_token = 2 * L * H_kv * D * _itemsize(dtype)
+    return {"per_token": per_token, "kv_heads": H_kv, "head_dim": D, "layers": L,
+            "total": int(batch_size) * T * per_token}
 
 
 def optimizer_memory(config_or_count, optimizer="adamw", precision="fp32", minilm=False):
@@ -305,8 +373,11 @@ def optimizer_memory(config_or_count, optimizer="adamw", precision="fp32", minil
 def training_memory(config, batch_size, seq_len, optimizer="adamw", precision="fp32"):
     """Everything one training step holds: weights, gradients, optimiser state, activations."""
     state = optimizer_memory(config, optimizer, precision)
-    kind = _shape(config)[0]
-    if kind == "gpt" and precision == "fp32":
+    kind = "llama" if _is_modern_decoder(config) else _shape(config)[0]
+    if kind == "llama":
+        act = decoder_activation_memory(config, batch_size, seq_len,
+                                        "float32" if precision == "fp32" else "float16")["total"]
+    elif kind == "gpt" and precision == "fp32":
         act = activation_memory(config, batch_size, seq_len)["total"]
     else:
         act = activation_memory(config, batch_size, seq_len, convention="korthikanti")["total"]
@@ -360,14 +431,23 @@ def _root(a):
 
 def summary(config, batch_size=1, seq_len=None, precision="fp32"):
     """A few lines of text: parameters, FLOPs per token (three conventions), memory."""
-    kind, V, P, C, L, H, F = _shape(config)
-    T = seq_len or P
     n = count_parameters(config)
-    lines = [f"{kind.upper()}: L={L} C={C} H={H} F={F} V={V} context={P}",
-             f"parameters: {n:,} (non-embedding {count_parameters(config, non_embedding=True):,})"]
-    for conv in ("exact", "kaplan", "6N", "chinchilla"):
-        f = flops_per_token(config, T, conv, training=True)
-        lines.append(f"training FLOPs/token at T={T} ({conv}): {f:.4g}")
+    if _is_modern_decoder(config):
+        V, C, L, H, H_kv, D, F, tied, bias, qk_norm = _decoder_shape(config)
+        T = seq_len or int(config.max_position_embeddings)
+        lines = [f"{getattr(config, 'model_type', 'llama').upper()}: L={L} C={C} H={H} H_kv={H_kv} D={D} "
+                 f"F={F} V={V} context={config.max_position_embeddings}",
+                 f"parameters: {n:,} (non-embedding {count_parameters(config, non_embedding=True):,})",
+                 f"training FLOPs/token at T={T} (exact): {3 * flops_per_token(config, T):.4g}",
+                 f"KV cache: {kv_cache_memory(config, 1, T)['per_token']:,} bytes per token (float32)"]
+    else:
+        kind, V, P, C, L, H, F = _shape(config)
+        T = seq_len or P
+        lines = [f"{kind.upper()}: L={L} C={C} H={H} F={F} V={V} context={P}",
+                 f"parameters: {n:,} (non-embedding {count_parameters(config, non_embedding=True):,})"]
+        for conv in ("exact", "kaplan", "6N", "chinchilla"):
+            f = flops_per_token(config, T, conv, training=True)
+            lines.append(f"training FLOPs/token at T={T} ({conv}): {f:.4g}")
     mem = training_memory(config, batch_size, T, precision=precision)
     lines.append("memory (B={}, T={}, {}): ".format(batch_size, T, precision)
                  + ", ".join(f"{k} {v / 2**20:,.1f} MiB" for k, v in mem.items()))
