@@ -437,10 +437,45 @@ def test_fp16_refuses_what_it_cannot_do():
         Trainer(ns, AdamW(ns.parameters()), toy_batches(), max_steps=1, precision="fp16")
 
 
-def test_cli_precision_choices():
+def test_cli_precision_choices(capsys):
     from minilm.__main__ import main
     with pytest.raises(SystemExit):
         main(["train", "--precision", "fp8"])
+    err = capsys.readouterr().err.replace("'", "")               # quoting differs by Python version
+    assert "--precision: invalid choice: fp8 (choose from fp32, fp16)" in err
+    with pytest.raises(SystemExit, match="one process"):
+        main(["train", "--precision", "fp16", "--grad-accum", "2"])
+
+
+def test_cli_trains_in_fp16(tmp_path, capsys):
+    import json
+    from minilm.__main__ import main
+    out = tmp_path / "run"
+    main(["train", "--precision", "fp16", "--loss-scale-interval", "2", "--max-iters", "4",
+          "--eval-every", "2", "--eval-iters", "1", "--n-layer", "1", "--n-embd", "16",
+          "--n-head", "2", "--block-size", "16", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "fp16 loss scaling: 0 overflow(s) skipped (scale halved), 2 growth(s); final scale 262144" in printed
+    history = json.load(open(out / "history.json"))
+    assert [e["event"] for h in history for e in h["loss_scale_events"]] == ["grow", "grow"]
+    assert json.load(open(out / "config.json"))["model_type"] == "gpt2"
+
+
+def test_activation_bytes_counts_what_backward_keeps():
+    from minilm.bench.suite import activation_bytes
+    from minilm.layers import Linear
+    layer = Linear(8, 4)
+    layer.forward(np.ones((3, 8), np.float32))
+    assert activation_bytes(layer) == {"float32": 3 * 8 * 4}       # x, not W
+    m, opt, t = fp16_trainer(1)
+    batch = toy_batches()(np.random.default_rng(0))
+    m(**batch)
+    full = sum(activation_bytes(m).values())
+    t.mixed.half()
+    m(**batch)
+    halved = activation_bytes(m)
+    t.mixed.master(None)
+    assert "float16" in halved and sum(halved.values()) < 0.75 * full
 
 
 def test_models_are_not_built_in_float16():
