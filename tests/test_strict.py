@@ -328,3 +328,41 @@ def test_a_gpt_forward_and_backward_run_strict_and_match_numpy(on_strict):
     assert out.loss == pytest.approx(ref_out.loss, rel=1e-12)
     for (name, p), q in zip(model.named_parameters(), ref.parameters()):
         np.testing.assert_allclose(to_numpy(p.grad), q.grad, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_a_training_step_moves_only_the_loss_and_the_grad_norm_to_the_host(on_strict):
+    """Per step, the Trainer reads two numbers on the host: the loss (the model's out.loss
+    is a float) and the gradient norm (clip_grad_norm_ returns a float and stops a run whose
+    norm is nan/inf). The progress bar and the history show only those and host values
+    (lr, tokens/s): nothing else crosses, at logging steps either."""
+    from minilm.models import GPT, GPTConfig
+    from minilm.optim import AdamW
+    from minilm.train import Trainer
+    model = GPT(GPTConfig(vocab_size=13, n_positions=12, n_embd=8, n_layer=2, n_head=2, seed=0,
+                          resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1))
+
+    def get_batch(rng):
+        ids = rng.integers(0, 13, (2, 6))
+        return {"input_ids": ids, "labels": ids}
+
+    steps = 4
+    trainer = Trainer(model, AdamW(model.parameters(), lr=1e-2), get_batch, max_steps=steps,
+                      grad_clip=1.0, progress=True, log_every=1)
+    reset_host_transfers()
+    history = trainer.fit()
+    log = host_transfer_log()
+    assert host_transfers() == 2 * steps, log
+    where = {(os.path.basename(w.split(":")[0]), w.split(" in ")[-1]) for _, w in log}
+    assert where == {("losses.py", "cross_entropy_forward"), ("optim.py", "clip_grad_norm_")}, log
+    assert all(np.isfinite(h["loss"]) and np.isfinite(h["grad_norm"]) for h in history)
+    assert type(model.parameters()[0].data) is StrictArray
+
+
+def test_cross_entropy_reads_the_host_once_and_still_names_bad_targets(on_strict):
+    from minilm.ops.losses import cross_entropy_forward
+    logits = strict.asarray(np.random.default_rng(0).standard_normal((4, 5)))
+    loss, _ = cross_entropy_forward(logits, device([1, -100, 3, 0], np.int64))
+    assert host_transfers() == 1 and isinstance(loss, float)
+    with pytest.raises(ValueError, match=r"targets must be in \[0, 5\) or -100; got values in \[0, 7\]"):
+        cross_entropy_forward(logits, device([1, -100, 7, 0], np.int64))
+    assert cross_entropy_forward(logits, device([-100] * 4, np.int64))[0] == 0.0
