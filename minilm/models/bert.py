@@ -340,12 +340,6 @@ class BertPooler(Module):
 
 # ---- what every BERT model shares: inputs, dropout stream, checkpoints -------------------------
 
-def _named_modules(module, prefix=""):
-    yield prefix, module
-    for name, child in module.named_children():
-        yield from _named_modules(child, prefix + name + ".")
-
-
 def _check_range(name, ids, low, high, what, allow_ignore=False):
     """ValueError naming the first bad value when an id array leaves [low, high) (-100 allowed
     when allow_ignore: Hugging Face's "ignore this position")."""
@@ -391,7 +385,7 @@ class BertPreTrainedModel(PreTrainedModel):
 
     # -- Hugging Face layout: Linear weights transposed to (out, in) ---------------------------
     def _linear_weight_names(self):
-        return {prefix + "weight" for prefix, m in _named_modules(self) if isinstance(m, Linear)}
+        return {name + ".weight" for name, m in self.named_modules() if isinstance(m, Linear)}
 
     def hf_state_dict(self):
         """{transformers name: NumPy array} in PyTorch's layout (Linear weights (out, in))."""
@@ -550,6 +544,16 @@ class BertPreTrainedModel(PreTrainedModel):
                                "(or pass the gradients of its outputs)")
         cache, self._loss_cache = self._loss_cache, None
         return cache
+
+    def _dlogits(self, dlogits, dhidden_states):
+        """The logits' gradient for backward: `dlogits` when given; else, unless only
+        hidden-state gradients were passed for a forward without labels, the cross-entropy's
+        (from the last forward's loss). None: nothing reaches the logits."""
+        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
+            ce_cache, shape = self._require_loss()
+            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
+        self._loss_cache = None
+        return dlogits
 
 
 # ---- the base model -------------------------------------------------------------------------
@@ -816,10 +820,7 @@ class BertForMaskedLM(BertPreTrainedModel):
 
     def backward(self, dlogits=None, dhidden_states=None):
         """Gradients of out.loss, or of another loss given dlogits (B, T, V)."""
-        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
-            ce_cache, shape = self._require_loss()
-            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
-        self._loss_cache = None
+        dlogits = self._dlogits(dlogits, dhidden_states)
         if dlogits is None:                                 # only hidden states enter the loss
             return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = cls(x)
@@ -867,10 +868,7 @@ class _BertClassifier(BertPreTrainedModel):
 
     def backward(self, dlogits=None, dhidden_states=None):
         """Gradients of out.loss, or of another loss given dlogits (shaped as out.logits)."""
-        if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
-            ce_cache, shape = self._require_loss()
-            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
-        self._loss_cache = None
+        dlogits = self._dlogits(dlogits, dhidden_states)
         if dlogits is None:                                 # only hidden states enter the loss
             return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = dropout(features) W_c + b_c
