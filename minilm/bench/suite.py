@@ -1,10 +1,11 @@
-"""Benchmarks: `python -m minilm bench {step,memory,kvcache,converge,precision,all}` (see BENCHMARKS.md).
+"""Benchmarks: `python -m minilm bench {step,memory,kvcache,converge,precision,arch,all}` (see BENCHMARKS.md).
 
     python -m minilm bench step --config baby --torch-python /path/to/venv/bin/python
     python -m minilm bench memory --config wide --torch-python ...
     python -m minilm bench kvcache
     python -m minilm bench precision --config baby
     python -m minilm bench converge --dataset tinyshakespeare
+    OPENBLAS_NUM_THREADS=1 nice python -m minilm bench arch --iters 1000
     python -m minilm bench all --torch-python ... --data-file input.txt --json results.json
 
 step      one training step (forward, loss, backward, clip 1.0, AdamW) in float32, as
@@ -25,6 +26,10 @@ precision a training step in fp32 and in fp16 mixed precision (Trainer(precision
           with casts around float32 BLAS, so it is slower there: the memory is the point).
 converge  the baby recipe for 2000 iterations on a char-level corpus with the Trainer, and
           the validation loss estimated like nanoGPT's estimate_loss; writes a loss curve.
+arch      GPT-2 against Llama at equal parameter count and equal steps: `python -m minilm
+          train` (--arch gpt2, then --arch llama with 4, 2 and 1 key/value heads) on the
+          bundled corpus; validation loss, step time (interleaved rounds) and the KV cache's
+          bytes per token (grouped-query attention's saving). Not in "all".
 
 FLOPs are counted as nanoGPT's estimate_mfu does: per token 6 N + 12 L T C, where N is
 the parameter count without the position table (the tied wte matrix is counted once: it
@@ -43,6 +48,8 @@ import sys
 import time
 
 import numpy as np
+
+from ..backend import get_xp, to_numpy
 
 # nanoGPT's CPU "baby" run (README: --block_size=64 --batch_size=12 --n_layer=4 --n_head=4
 # --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0, with the rest from
@@ -480,12 +487,13 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
     t0 = time.perf_counter()
     logits = model.forward_cached(prompt, cache, 0)            # (1, V)
     prefill = time.perf_counter() - t0
-    seq, cached_times = [int(np.argmax(logits[0]))], []
+    xp = get_xp(logits)                                          # logits live on the backend
+    seq, cached_times = [int(xp.argmax(logits[0]))], []
     for i in range(new_tokens - 1):
         t0 = time.perf_counter()
         logits = model.forward_cached(np.array([[seq[-1]]]), cache, context + i)
         cached_times.append(time.perf_counter() - t0)
-        seq.append(int(np.argmax(logits[0])))
+        seq.append(int(xp.argmax(logits[0])))
     # without: the whole sequence again for every token
     ids, plain_times = prompt, []
     for _ in range(new_tokens):
@@ -493,7 +501,7 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
         logits = model.forward(ids).logits[:, -1]                 # (1, V)
         model.clear_caches()
         plain_times.append(time.perf_counter() - t0)
-        ids = np.concatenate([ids, np.argmax(logits, axis=-1)[:, None]], axis=1)
+        ids = np.concatenate([ids, to_numpy(xp.argmax(logits, axis=-1))[:, None]], axis=1)
     same = seq == ids[0, context:].tolist()
     # end to end, through generate()
     t0 = time.perf_counter()
@@ -811,11 +819,110 @@ def bench_dist(world_sizes=(1, 2), config="baby", steps=8,
     return {"runs": runs, "fit": fit, "gpus": gpus, "projection": projection}
 
 
+# ----------------------------------------------------------------------------------------
+# arch: GPT-2 against Llama at equal size
+# ----------------------------------------------------------------------------------------
+
+ARCHS = [("GPT-2", []),                                            # (label, extra train flags)
+         ("Llama, H_kv = H (MHA)", ["--arch", "llama", "--n-kv-head", "4"]),
+         ("Llama, H_kv = H/2 (GQA)", ["--arch", "llama", "--n-kv-head", "2"]),
+         ("Llama, H_kv = 1 (MQA)", ["--arch", "llama", "--n-kv-head", "1"])]
+
+
+def bench_arch(config="baby", iters=1000, eval_iters=100, seed=1337, data_file=None, rounds=5, steps=10,
+               out=None, archs=None, progress=True, verbose=True):
+    """GPT-2 and Llama trained the same way (the `train` command: same data, batches, seed,
+    AdamW, schedule and steps) at the same width, depth and heads, Llama's SwiGLU width
+    chosen for GPT-2's parameter count. Reports per model: parameters, validation loss after
+    `iters` steps (mean of `eval_iters` fixed validation batches), step time (median over
+    `rounds` interleaved rounds of `steps` timed steps, each model in turn, so all see the
+    same machine load), and the KV cache's bytes per token (measured on `init_kv_cache`,
+    checked against minilm.costs.kv_cache_memory).
+
+    config: a CONFIGS name or a dict with n_layer, n_head, n_embd, block_size, batch_size.
+    archs: [(label, extra `train` flags)], default ARCHS (the KV-head counts are for H = 4).
+    """
+    import tempfile
+    from ..__main__ import _add_model_args, build_model, train_run
+    from ..data import LMData, load_text
+    from ..evaluation.costs import kv_cache_memory
+    from ..tokenizers import CharTokenizer
+    from ..training.optim import AdamW, param_groups_with_decay
+    say = print if verbose else (lambda *a, **k: None)
+    archs = archs or ARCHS
+    out = out or tempfile.mkdtemp(prefix="minilm_bench_arch_")
+    b = CONFIGS[config] if isinstance(config, str) else config
+    common = ["--n-layer", str(b["n_layer"]), "--n-head", str(b["n_head"]), "--n-embd", str(b["n_embd"]),
+              "--block-size", str(b["block_size"]), "--batch-size", str(b["batch_size"]),
+              "--max-iters", str(iters), "--eval-every", str(max(1, iters // 2)),
+              "--eval-iters", str(eval_iters), "--seed", str(seed)]
+    if data_file:
+        common += ["--data-file", data_file]
+    parser = argparse.ArgumentParser()
+    _add_model_args(parser)                          # the train command's flags and defaults
+    results = []
+    for i, (label, flags) in enumerate(archs):
+        args = parser.parse_args(common + flags + ["--out", os.path.join(out, f"arch{i}")]
+                                 + ([] if progress else ["--no-progress"]))
+        say(f"[arch] {label}: python -m minilm train {' '.join(common + flags)}")
+        t0 = time.perf_counter()
+        folder = train_run(args, "train")
+        wall = time.perf_counter() - t0
+        with open(os.path.join(folder, "history.json")) as f:
+            evals = [h for h in json.load(f) if "eval_loss" in h]
+        with open(os.path.join(folder, "config.json")) as f:
+            cfg = json.load(f)
+        results.append({"label": label, "command": "python -m minilm train " + " ".join(common + flags),
+                        "config": cfg, "wall_s": wall, "val_loss": evals[-1]["eval_loss"],
+                        "val_curve": [(h["step"], h["eval_loss"]) for h in evals], "_args": args})
+    # step time: fresh models, one fixed batch of the corpus, the models in turn in every round
+    text = load_text("file" if data_file else "pydoc", data_file)
+    tok = CharTokenizer.from_text(text)
+    ids = LMData(tok.encode(text), b["block_size"], b["batch_size"]).train_batch(
+        np.random.default_rng(seed))["input_ids"]
+    built = []
+    for r in results:
+        model = build_model(r.pop("_args"), tok.vocab_size)
+        opt = AdamW(param_groups_with_decay(model.named_parameters(), 0.1), lr=1e-3, betas=(0.9, 0.99))
+        for _ in range(2):                                            # warm-up
+            train_step(model, opt, model.parameters(), ids, 1.0)
+        built.append((model, opt, []))
+    for _ in range(rounds):
+        for model, opt, times in built:
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                train_step(model, opt, model.parameters(), ids, 1.0)
+                times.append(time.perf_counter() - t0)
+    T = b["block_size"]
+    for r, (model, opt, times) in zip(results, built):
+        cache = model.init_kv_cache(1, T)                             # float32 buffers
+        per_token = sum(int(a.nbytes) for kv in cache for a in kv) // T
+        if per_token != kv_cache_memory(model.config, 1, T)["per_token"]:
+            raise AssertionError(f"{r['label']}: init_kv_cache holds {per_token} bytes per token, "
+                                 "minilm.costs.kv_cache_memory another number")
+        cfg = r["config"]
+        r.update(parameters=model.num_parameters(), step_ms=1e3 * statistics.median(times),
+                 step_ms_quartiles=[1e3 * q for q in statistics.quantiles(times, n=4)] if len(times) > 1 else None,
+                 kv_bytes_per_token=per_token, kv_heads=cfg.get("num_key_value_heads", cfg.get("n_head")),
+                 mlp_width=cfg.get("intermediate_size") or cfg.get("n_inner") or 4 * b["n_embd"])
+    base = results[0]
+    rows = [[r["label"], f"{r['parameters']:,}", str(r["kv_heads"]), str(r["mlp_width"]), f"{r['val_loss']:.4f}",
+             f"{r['step_ms']:.1f}", f"{r['kv_bytes_per_token']:,}",
+             f"{r['kv_bytes_per_token'] / base['kv_bytes_per_token']:.3g}x"] for r in results]
+    say(f"\n[arch] {config if isinstance(config, str) else 'custom'} size, {iters} steps, seed {seed}; "
+        f"validation loss = mean of {eval_iters} fixed batches; step ms = median of {rounds} x {steps} "
+        "interleaved steps")
+    say(_table(rows, ["model", "parameters", "KV heads", "MLP width", f"val loss @{iters}",
+                      "step ms", "KV cache B/token", f"vs {base['label']}"]))
+    return {"config": b, "iters": iters, "eval_iters": eval_iters, "seed": seed, "rounds": rounds,
+            "steps": steps, "models": results}
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(prog="python -m minilm bench", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "precision", "all"])
+    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "precision", "arch", "all"])
     ap.add_argument("--config", choices=sorted(CONFIGS), default=None,
                     help="model size for step/memory (default: both, baby then wide)")
     ap.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
@@ -886,6 +993,10 @@ def main(argv=None):
             print()
     if what == "dist":                      # not in "all": it launches mpiexec
         results["dist"] = bench_dist(config=args.config or "baby", steps=args.steps or 8)
+    if what == "arch":                      # not in "all": four training runs
+        results["arch"] = bench_arch(args.config or "baby", args.iters or 1000, eval_iters=args.eval_iters,
+                                     seed=args.seed, data_file=args.data_file, rounds=args.rounds or 5,
+                                     steps=args.steps or 10, progress=not args.no_progress)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
