@@ -140,3 +140,23 @@ def test_train_arch_llama_under_mpiexec_follows_one_process(tmp_path):
             hist[n] = [h["loss"] for h in json.load(f)]
     assert hist[1] and all(np.isfinite(hist[1]))
     np.testing.assert_allclose(hist[2], hist[1], rtol=1e-5)
+
+
+def test_bench_arch_compares_gpt2_and_llama_at_equal_size(tmp_path, capsys):
+    """`python -m minilm bench arch`, tiny: every model trained the same number of steps by
+    the train command; parameter counts within 2 % of GPT-2's; the KV cache per token is
+    2 L H_kv D x 4 bytes, so it falls with the key/value heads; the table is printed."""
+    from minilm.bench.suite import bench_arch
+    tiny = dict(n_layer=2, n_head=4, n_embd=32, block_size=16, batch_size=4)
+    res = bench_arch(tiny, iters=4, eval_iters=2, rounds=2, steps=2, out=str(tmp_path), progress=False)
+    models = res["models"]
+    assert [m["label"] for m in models][0] == "GPT-2" and len(models) == 4
+    gpt = models[0]
+    for m in models:
+        assert abs(m["parameters"] - gpt["parameters"]) <= 0.02 * gpt["parameters"], m["label"]
+        assert m["val_curve"][-1][0] == 4 and m["step_ms"] > 0
+    assert [m["kv_heads"] for m in models] == [4, 4, 2, 1]
+    assert [m["kv_bytes_per_token"] for m in models] == [2 * 2 * h * 8 * 4 for h in (4, 4, 2, 1)]
+    printed = capsys.readouterr().out
+    assert "KV cache B/token" in printed and "Llama, H_kv = 1 (MQA)" in printed
+    assert "python -m minilm train --n-layer 2" in models[1]["command"] and "--arch llama" in models[1]["command"]
