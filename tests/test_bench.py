@@ -74,3 +74,11 @@ def test_converge_over_seeds_reports_mean_sd_and_the_estimate_noise(tmp_path):
     assert summary["seeds"] == [1, 2] and losses[0] != losses[1]
     assert summary["minilm"]["mean"] == pytest.approx(sum(losses) / 2)
     assert summary["minilm"]["sd"] == pytest.approx(abs(losses[0] - losses[1]) / 2 ** 0.5)
+
+
+def test_bench_gpu_without_cupy_says_what_it_needs():
+    from minilm.backend import cupy_available
+    if cupy_available()[0]:
+        pytest.skip("a GPU is here: `python -m minilm bench gpu` would run")
+    with pytest.raises(SystemExit, match="needs CuPy and a CUDA device"):
+        bench.main(["gpu"])

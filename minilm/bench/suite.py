@@ -920,9 +920,12 @@ def bench_arch(config="baby", iters=1000, eval_iters=100, seed=1337, data_file=N
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gpu"]:                       # its own options: minilm/bench/gpu.py
+        from .gpu import main as gpu_main
+        return gpu_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m minilm bench", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "precision", "arch", "all"])
+    ap.add_argument("what", choices=["step", "memory", "kvcache", "converge", "dist", "precision", "arch", "gpu", "all"])
     ap.add_argument("--config", choices=sorted(CONFIGS), default=None,
                     help="model size for step/memory (default: both, baby then wide)")
     ap.add_argument("--batch-size", type=int, default=None, help="override the config's batch size")
