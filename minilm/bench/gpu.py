@@ -51,10 +51,10 @@ def minilm_step(size, precision, warmup, steps):
                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, seed=0), dtype="float32")
     opt = AdamW(param_groups_with_decay(model.named_parameters(), RECIPE["weight_decay"]),
                 lr=RECIPE["lr"], betas=RECIPE["betas"])
-    trainer = Trainer(model, opt, None, max_steps=1, grad_clip=RECIPE["clip"], progress=False,
-                      precision=precision)
     ids = np.random.default_rng(0).integers(0, cfg["vocab_size"], (cfg["batch_size"], cfg["block_size"]))
     batch = {"input_ids": ids, "labels": ids}
+    trainer = Trainer(model, opt, [batch], max_steps=1, grad_clip=RECIPE["clip"], progress=False,
+                      precision=precision)
     sync = cupy.cuda.Device().synchronize
     for _ in range(warmup):
         trainer.train_step(batch)
