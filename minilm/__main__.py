@@ -59,6 +59,10 @@ def _add_model_args(p, **defaults):
                         "`mpiexec -n N python -m minilm train ...`")
     p.add_argument("--overlap", action="store_true",
                    help="under MPI: all-reduce gradient buckets during the backward pass")
+    p.add_argument("--comm", default="auto", choices=["auto", "mpi", "nccl"],
+                   help="under mpiexec: how ranks communicate. nccl: NCCL on GPUs through CuPy "
+                        "(MINILM_BACKEND=cupy, one GPU per rank); mpi: MPI on host buffers; "
+                        "auto: nccl on the CuPy backend when every rank has its own GPU, else mpi")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
                    help="fp16: float16 mixed precision (float16 forward/backward, float32 "
                         "master weights and accumulation, dynamic loss scaling); one process")
@@ -129,7 +133,7 @@ def train_run(args, command="train", sample_prompt="\n"):
     from .training.trainer import Trainer
     from .viz import plot_loss
 
-    comm = get_comm()                       # MPI under mpiexec -n N, else one process
+    comm = get_comm(kind=getattr(args, "comm", "auto"))   # MPI/NCCL under mpiexec -n N, else one process
     lead = comm.rank == 0                   # rank 0 prints and writes
     say = print if lead else (lambda *a, **k: None)
     out = args.out or os.path.join("runs", command)

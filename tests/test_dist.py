@@ -1,11 +1,18 @@
-"""Data parallel over MPI (minilm.dist, ZeroAdamW): N processes equal one process.
+"""Data parallel over MPI and NCCL (minilm.dist, ZeroAdamW): N processes equal one process.
 
 The tests launch `mpiexec -n N python tests/test_dist.py worker ...` subprocesses (each
 under a timeout) and compare what rank 0 saved: float64 runs of a small GPT on batches
 with padding and -100 labels, 5 rows per global batch (uneven over 2 and 3 ranks), with
 plain data parallel, ZeRO-1 and gradient accumulation, losses, gradient norms, evaluation
-losses and weights to 1e-10; a checkpoint taken under 2 processes resumed under 1 and 3.
+losses and weights to 1e-10; with dropout (the global batch's masks, whatever rank or
+micro-batch computes an example); BertForPreTraining, whose masked-LM loss is per token and
+next-sentence loss per pair; a checkpoint taken under 2 processes resumed under 1 and 3.
 They skip without mpi4py or mpiexec (`pip install mpich mpi4py`).
+
+The NCCL tests (NCCLComm through CuPy) skip without CuPy and a GPU: collectives on device
+arrays with 1 rank and with 2 ranks sharing GPU 0, and a float32 training run on the GPU
+under NCCL equal to the CPU run under MPI. NCCL 2.5 and later refuse two ranks on one GPU;
+the 2-rank tests then skip and say so. tests/gpu_nccl_check.py runs them all on a GPU box.
 """
 import json
 import os
@@ -22,8 +29,19 @@ HERE = os.path.abspath(__file__)
 # "overlap": buckets of 1 KiB all-reduced during the backward of the last micro-batch
 MODES = {"dp": (1, False, 5), "zero": (1, True, 5), "accum": (2, False, 5),
          "zero_accum": (3, True, 5), "few_rows": (2, True, 2), "overlap": (2, False, 5),
-         "overlap_few": (2, False, 2), "bert_mlm": (2, True, 5)}     # BERT: labels not shifted
+         "overlap_few": (2, False, 2), "bert_mlm": (2, True, 5),    # BERT: labels not shifted
+         # dropout 0.1 everywhere: the masks must follow the example, not the rank
+         "dropout": (1, False, 5), "dropout_accum": (2, False, 5), "dropout_few": (2, True, 2),
+         # BertForPreTraining: masked LM per token + next sentence per pair
+         "bert_pre": (2, False, 5), "bert_pre_drop": (1, True, 5),
+         # the model trained without DataParallel, in one process: what the others must equal
+         "dropout_bare": (1, False, 5), "bert_pre_bare": (1, False, 5),
+         "bert_pre_drop_bare": (1, False, 5)}
+DROPOUT = {"dropout": 0.1, "dropout_accum": 0.1, "dropout_few": 0.1, "bert_pre_drop": 0.1,
+           "dropout_bare": 0.1, "bert_pre_drop_bare": 0.1}
+WRAPPED = [m for m in MODES if not m.endswith("_bare")]
 STEPS = 4
+RESUMED = ("dp", "zero", "dropout_accum")       # checkpointed under 2, resumed under 1 and 3
 
 
 # ----------------------------------------------------------------------------------------
@@ -42,50 +60,130 @@ def _batches(vocab=11, B=5, T=8):
     return get_batch
 
 
-def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None):
+def _bert_pretraining_batches(vocab=11, B=5, T=8):
+    """Pairs with padding, ~30% masked-LM targets (the rest -100) and next-sentence labels:
+    the ranks' shares of MLM tokens and of pairs differ, so one weight cannot serve both."""
+    def get_batch(rng):
+        ids = rng.integers(1, vocab, size=(B, T))                   # (B, T)
+        lengths = rng.integers(3, T + 1, size=B)
+        mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.int64)
+        types = (np.arange(T)[None, :] >= lengths[:, None] // 2).astype(np.int64) * mask
+        labels = np.where((mask == 1) & (rng.random((B, T)) < 0.3), ids, -100)
+        return {"input_ids": np.where(mask == 1, ids, 0), "attention_mask": mask,
+                "token_type_ids": types, "labels": labels,
+                "next_sentence_label": rng.integers(0, 2, size=B)}
+    return get_batch
+
+
+def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None, dtype="float64", same_seed=False):
     from minilm.dist import DataParallel
     from minilm.models import GPT, GPTConfig
     from minilm.optim import AdamW, ZeroAdamW, param_groups_with_decay
     from minilm.train import Trainer
     accum, zero, rows = MODES[mode]
+    p = DROPOUT.get(mode, 0.0)
+    seed = 0 if same_seed else comm.rank    # rank 0's init wins (its dropout stream too, on NumPy)
+    get_batch = _batches(B=rows)
     if mode.startswith("bert"):
-        from minilm.models.bert import BertConfig, BertForMaskedLM
+        from minilm.models.bert import BertConfig, BertForMaskedLM, BertForPreTraining
         cfg = BertConfig(vocab_size=11, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=16, max_position_embeddings=8, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0, seed=comm.rank)
-        model = BertForMaskedLM(cfg, dtype="float64")
+                         intermediate_size=16, max_position_embeddings=8, hidden_dropout_prob=p,
+                         attention_probs_dropout_prob=p, seed=seed)
+        if mode.startswith("bert_pre"):
+            model = BertForPreTraining(cfg, dtype=dtype)
+            get_batch = _bert_pretraining_batches(B=rows)
+        else:
+            model = BertForMaskedLM(cfg, dtype=dtype)
     else:
-        cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=comm.rank,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)   # rank 0's init wins
-        model = GPT(cfg, dtype="float64")
+        cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2, seed=seed,
+                        resid_pdrop=p, embd_pdrop=p, attn_pdrop=p)
+        model = GPT(cfg, dtype=dtype)
     overlap = mode.startswith("overlap")
-    dp = DataParallel(model, comm, grad_accum=accum, reduce=not zero, config=mode[:2],
-                      overlap=overlap, bucket_bytes=1024 if overlap else 4 << 20)
+    dp = model if mode.endswith("_bare") else DataParallel(
+        model, comm, grad_accum=accum, reduce=not zero, config=mode[:2], overlap=overlap,
+        bucket_bytes=1024 if overlap else 4 << 20)
     groups = param_groups_with_decay(model.named_parameters(), 0.1)
     opt = ZeroAdamW(groups, lr=1e-2, comm=comm) if zero else AdamW(groups, lr=1e-2)
-    get_batch = _batches(B=rows)
     trainer = Trainer(dp, opt, get_batch, get_batch, max_steps=STEPS,
                       lr_schedule=lambda s: 1e-2 * (1 - s / 10), grad_clip=0.5, eval_every=2,
                       eval_steps=2, progress=False, seed=3, comm=comm,
                       checkpoint_dir=checkpoint_dir, checkpoint_every=2 if checkpoint_dir else None)
     history = trainer.fit(resume_from=resume)
     if comm.rank == 0 and out_dir is not None:
-        rec = {f"w.{n}": p.data for n, p in model.named_parameters()}
+        from minilm import to_numpy
+        rec = {f"w.{n}": to_numpy(w.data) for n, w in model.named_parameters()}
         for key in ("loss", "grad_norm", "eval_loss"):
             rec[key] = np.array([h.get(key, np.nan) for h in history])
         np.savez(os.path.join(out_dir, f"{mode}.npz"), **rec)
 
 
+GPU_MODES = ("dp", "zero", "overlap", "bert_pre", "dropout")   # float32 on the GPU
+
+
+def nccl_worker(what, out_dir):
+    """On a GPU (MINILM_BACKEND=cupy): with one GPU every rank is on device 0. "nccl_ops": NCCLComm's
+    collectives on device arrays, each rank's results saved as JSON; "nccl_train" and
+    "mpi_train": float32 runs of GPU_MODES under NCCLComm or MPIComm (one process: no
+    communicator). NCCL's refusal to start (two ranks on one GPU) is saved in refused.txt."""
+    import json
+    from mpi4py import MPI
+    from minilm.dist import MPIComm, NCCLComm, SingleProcess, launched_by_mpi
+    rank = MPI.COMM_WORLD.Get_rank()
+    try:
+        if what == "mpi_train":
+            comm = MPIComm(timeout=60) if launched_by_mpi() else SingleProcess()
+        elif what == "nccl_train" and not launched_by_mpi():
+            comm = SingleProcess()
+        else:
+            comm = NCCLComm(timeout=60)     # one GPU: every rank on device 0; more: one each
+    except RuntimeError as e:
+        if "NCCL could not start" not in str(e):
+            raise
+        if rank == 0:
+            with open(os.path.join(out_dir, "refused.txt"), "w") as f:
+                f.write(str(e))
+        return
+    if what.endswith("_train"):
+        for mode in GPU_MODES:
+            _run(comm, mode, out_dir, dtype="float32", same_seed=True)   # CuPy: no state to share
+        return
+    import cupy as cp
+    N, r, res = comm.world_size, comm.rank, {}
+    for dt in ("float32", "float64"):
+        x = cp.arange(6, dtype=dt) * (r + 1)
+        comm.allreduce(x)
+        res[f"allreduce_{dt}"] = x.get().tolist()
+        y = cp.arange(6, dtype=dt) * (r + 1)
+        req = comm.iallreduce(y)
+        req.wait()
+        res[f"iallreduce_{dt}"] = y.get().tolist()
+        z = cp.arange(3 * N, dtype=dt) * (r + 1)
+        res[f"reduce_scatter_{dt}"] = comm.reduce_scatter(z).get().tolist()
+        res[f"allgather_{dt}"] = comm.allgather(cp.full(3, r, dtype=dt)).get().tolist()
+        b = cp.arange(4, dtype=dt) if r == 0 else cp.zeros(4, dtype=dt)
+        comm.broadcast(b)
+        res[f"broadcast_{dt}"] = b.get().tolist()
+    res["allreduce_scalar"] = comm.allreduce_scalar(r + 1)          # host: over MPI
+    host = np.full(2, r + 1.0)
+    comm.allreduce(host)
+    res["allreduce_host"] = host.tolist()
+    res["object"] = comm.broadcast_object({"from": r}, root=N - 1)
+    with open(os.path.join(out_dir, f"nccl_ops_{r}.json"), "w") as f:
+        json.dump(res, f)
+
+
 def worker(argv):
     from minilm.dist import get_comm
+    if argv[0] in ("nccl_ops", "nccl_train", "mpi_train"):
+        return nccl_worker(argv[0], argv[1])
     comm = get_comm(timeout=3 if argv[0] == "hang" else 60)
     what, out_dir = argv[0], argv[1]
     if what == "train":
-        for mode in MODES:
-            ckpt = os.path.join(out_dir, f"ckpt_{mode}") if mode in ("zero", "dp") else None
+        for mode in MODES if comm.world_size == 1 else WRAPPED:
+            ckpt = os.path.join(out_dir, f"ckpt_{mode}") if mode in RESUMED else None
             _run(comm, mode, out_dir, checkpoint_dir=ckpt)
     elif what == "resume":                                    # argv[2]: the folder to resume
-        for mode in ("dp", "zero"):
+        for mode in RESUMED:
             _run(comm, mode, out_dir, resume=os.path.join(argv[2], f"ckpt_{mode}", "step_000002"))
     elif what == "mismatch":                                  # rank 1 a different config
         from minilm.dist import DataParallel
@@ -122,12 +220,14 @@ needs_mpi = pytest.mark.skipif(MPIEXEC is None, reason="needs mpi4py and mpiexec
                                "(pip install mpich mpi4py, or minilm[dist])")
 
 
-def _launch(n, *args, timeout=240):
+def _launch(n, *args, timeout=240, backend=None):
     cmd = [sys.executable, HERE, "worker", *args]
     if n > 1:
         cmd = [MPIEXEC, "-n", str(n)] + cmd
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(HERE)),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    if backend is not None:
+        env["MINILM_BACKEND"] = backend
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -160,7 +260,7 @@ def _assert_same(a, b, what):
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("mode", WRAPPED)
 @pytest.mark.parametrize("n", ["2", "3"])
 def test_n_processes_equal_one(runs, mode, n):
     one = _load(runs["1"], mode)
@@ -177,8 +277,21 @@ def test_modes_agree_with_plain_adamw(runs):
 
 
 @needs_mpi
+def test_data_parallel_equals_the_bare_model(runs):
+    """DataParallel in one process, with micro-batches or ZeRO-1, is the unwrapped model's
+    run: dropout masks (drawn for the global batch, rows kept) and BertForPreTraining's two
+    losses (each term normalised by its own count) included; so, by the tests above, is
+    every number of processes."""
+    for mode, bare in (("dropout", "dropout_bare"), ("dropout_accum", "dropout_bare"),
+                       ("bert_pre", "bert_pre_bare"), ("bert_pre_drop", "bert_pre_drop_bare")):
+        _assert_same(_load(runs["1"], mode), _load(runs["1"], bare), f"{mode} vs {bare}")
+    # the dropout runs do drop: they differ from the run without dropout
+    assert np.abs(_load(runs["1"], "dropout")["loss"] - _load(runs["1"], "dp")["loss"]).max() > 1e-3
+
+
+@needs_mpi
 @pytest.mark.parametrize("key", ["2->1", "2->3"])
-@pytest.mark.parametrize("mode", ["dp", "zero"])
+@pytest.mark.parametrize("mode", RESUMED)
 def test_checkpoint_resumes_under_other_world_sizes(runs, key, mode):
     _assert_same(_load(runs[key], mode), _load(runs["1"], mode), f"resume {key} {mode}")
 
@@ -219,12 +332,113 @@ def test_train_command_under_mpiexec(tmp_path):
 
 
 @needs_mpi
+def test_nccl_without_cupy_backend_is_refused(tmp_path):
+    """--comm nccl on the NumPy backend: every rank stops with a message naming the fix."""
+    text = tmp_path / "corpus.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog.\n" * 20)
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MINILM_BACKEND="numpy")
+    r = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "minilm", "train", "--data-file",
+                        str(text), "--max-iters", "1", "--comm", "nccl", "--no-progress",
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode != 0 and "MINILM_BACKEND=cupy" in r.stderr
+
+
+def test_get_comm_kind_is_checked():
+    from minilm.dist import SingleProcess, get_comm
+    with pytest.raises(ValueError, match="'auto', 'mpi' or 'nccl'"):
+        get_comm(kind="gloo")
+    assert isinstance(get_comm(kind="nccl"), SingleProcess)     # one process: no communication
+
+
+@needs_mpi
 def test_a_hung_rank_times_out(tmp_path):
     import time
     t0 = time.perf_counter()
     r = _launch(2, "hang", str(tmp_path), timeout=90)
     assert r.returncode != 0 and time.perf_counter() - t0 < 60
     assert "waited more than 3 s" in r.stderr
+
+
+# ----------------------------------------------------------------------------------------
+# NCCL on a GPU (skipped without CuPy and a GPU)
+# ----------------------------------------------------------------------------------------
+
+def _gpu_reason():
+    """Why the NCCL tests cannot run here (None: they can)."""
+    if MPIEXEC is None:
+        return "needs mpi4py and mpiexec (pip install mpich mpi4py)"
+    try:
+        import cupy
+        from cupy.cuda import nccl
+        if not getattr(nccl, "available", True):
+            return "this CuPy has no NCCL (cupy.cuda.nccl)"
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return "no GPU"
+    except Exception as e:                                   # no CuPy, no driver
+        return f"needs CuPy with NCCL and a GPU ({type(e).__name__}: {e})"
+    return None
+
+
+GPU_REASON = _gpu_reason()
+needs_gpu = pytest.mark.skipif(GPU_REASON is not None, reason=str(GPU_REASON))
+
+
+def _nccl_run(tmp_path, n, what):
+    d = tmp_path / f"{what}{n}"
+    d.mkdir()
+    r = _launch(n, what, str(d), timeout=300, backend="cupy")
+    assert r.returncode == 0, f"{what} on {n}: rc {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    if (d / "refused.txt").exists():
+        pytest.skip("NCCL refused to start: " + (d / "refused.txt").read_text())
+    return d
+
+
+@needs_gpu
+@pytest.mark.parametrize("n", [1, 2])
+def test_nccl_collectives(tmp_path, n):
+    """NCCLComm on device arrays: sums, shards, gathers and broadcasts equal their closed
+    forms (rank r contributes (r + 1) * arange, or r); host values go over MPI. n=2 puts both
+    ranks on GPU 0, which NCCL >= 2.5 refuses (the test then skips and says so)."""
+    d = _nccl_run(tmp_path, n, "nccl_ops")
+    tri = n * (n + 1) / 2                                   # sum over ranks of (r + 1)
+    for r in range(n):
+        res = json.loads((d / f"nccl_ops_{r}.json").read_text())
+        for dt in ("float32", "float64"):
+            assert res[f"allreduce_{dt}"] == (np.arange(6) * tri).tolist()
+            assert res[f"iallreduce_{dt}"] == (np.arange(6) * tri).tolist()
+            assert res[f"reduce_scatter_{dt}"] == (np.arange(3 * n) * tri)[3 * r:3 * r + 3].tolist()
+            assert res[f"allgather_{dt}"] == np.repeat(np.arange(n), 3).tolist()
+            assert res[f"broadcast_{dt}"] == [0.0, 1.0, 2.0, 3.0]
+        assert res["allreduce_scalar"] == tri and res["allreduce_host"] == [tri, tri]
+        assert res["object"] == {"from": n - 1}
+
+
+@needs_gpu
+def test_nccl_training_equals_the_cpu_run(tmp_path):
+    """float32 runs on the GPU: 2 ranks under NCCL (both on GPU 0) and 2 ranks under MPI
+    (device arrays through the host) equal the one-process GPU run and the one-process CPU
+    run to float32 tolerance (the sums are taken in another order). Dropout masks come from
+    CuPy's Generator, so the dropout run is compared on the GPU only."""
+    ref_cpu = tmp_path / "cpu"
+    ref_cpu.mkdir()
+    r = _launch(1, "mpi_train", str(ref_cpu), timeout=300, backend="numpy")
+    assert r.returncode == 0, r.stderr[-3000:]
+    gpu1 = _nccl_run(tmp_path, 1, "mpi_train")
+    mpi2 = _nccl_run(tmp_path, 2, "mpi_train")
+    for d, what in ((gpu1, "1 process on the GPU"), (mpi2, "MPIComm, 2 ranks on the GPU")):
+        _assert_close_f32(d, ref_cpu, gpu1, what)
+    nccl2 = _nccl_run(tmp_path, 2, "nccl_train")             # skips if NCCL refuses
+    _assert_close_f32(nccl2, ref_cpu, gpu1, "NCCLComm, 2 ranks on GPU 0")
+
+
+def _assert_close_f32(d, ref_cpu, ref_gpu, what):
+    for mode in GPU_MODES:
+        ref = _load(ref_gpu if mode == "dropout" else ref_cpu, mode)
+        got = _load(d, mode)
+        for k in ref:
+            np.testing.assert_allclose(got[k], ref[k], rtol=2e-4, atol=2e-3 if k.startswith("w.") else 1e-5,
+                                       err_msg=f"{what}: {mode} {k}")
 
 
 def test_ring_allreduce_model():

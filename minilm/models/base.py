@@ -17,6 +17,20 @@ class PreTrainedModel(Module):
     def dropout_generator(self):
         return self._dropout_gen
 
+    def set_dropout_generator(self, generator):
+        """Make every dropout layer of the model draw from `generator` (a Generator, or an
+        object with its `random(size, dtype=...)` and `bit_generator`); returns the old one.
+        The layers hold the model's Generator itself, so this replaces it wherever a module
+        holds it. minilm.dist.DataParallel uses it to draw the global batch's dropout masks."""
+        old = getattr(self, "_dropout_gen", None)
+        if old is None:
+            raise AttributeError(f"{type(self).__name__} has no dropout Generator")
+        for m in list(self.modules()):
+            for name, value in list(vars(m).items()):
+                if value is old:
+                    setattr(m, name, generator)
+        return old
+
     def rng_state(self):
         return self._dropout_gen.bit_generator.state
 
