@@ -216,11 +216,13 @@ class NCCLComm(MPIComm):
 
     Collectives run on the communicator's own CUDA stream. Before one starts, that stream
     waits for the work already queued on the current (compute) stream, so it reads finished
-    gradients; after it, the compute stream waits for it, so what follows reads the result.
-    `wait()` (and every blocking collective) also holds the host until the collective is
-    done, polling under `timeout` seconds: a rank that died leaves the others' NCCL kernels
-    waiting for ever, and this is where they notice and abort the job with a message.
-    Host (NumPy) arrays passed in go over MPI, as in MPIComm.
+    gradients; meanwhile the compute stream runs on (the backward of the next layers, with
+    overlap=True). `wait()` makes the compute stream wait for the collective, so what is
+    queued after it reads the result, and holds the host until it is done, polling under
+    `timeout` seconds: a rank that died leaves the others' NCCL kernels waiting for ever, and
+    this is where they notice and abort the job with a message. Blocking collectives
+    (broadcast, reduce_scatter, allgather, allreduce) are a start and a wait. Host (NumPy)
+    arrays passed in go over MPI, as in MPIComm.
     """
 
     def __init__(self, timeout=600.0, device=None):
@@ -240,7 +242,7 @@ class NCCLComm(MPIComm):
         uid = self.comm.bcast(uid, root=0)
         try:
             self.nccl_comm = nccl.NcclCommunicator(self.world_size, uid, self.rank)
-        except nccl.NcclError as e:
+        except Exception as e:                              # nccl.NcclError: invalid usage, ...
             raise RuntimeError(
                 f"NCCL could not start rank {self.rank} of {self.world_size} on GPU {self.device}: "
                 f"{e}. NCCL 2.5 and later refuse two ranks on one GPU ('Duplicate GPU detected'); "
@@ -267,12 +269,12 @@ class NCCLComm(MPIComm):
         self.stream.wait_event(ready)
 
     def _finish(self, what):
-        """The compute stream waits for the collective; the host too (under the timeout)."""
-        done = self.stream.record()
-        self.cupy.cuda.get_current_stream().wait_event(done)
-        return _NCCLRequest(self, done, what)
+        """A request for the collective just queued on the communication stream."""
+        return _NCCLRequest(self, self.stream.record(), what)
 
-    def _poll(self, event, what):
+    def _wait_event(self, event, what):
+        """The compute stream waits for `event`; the host polls it under the timeout."""
+        self.cupy.cuda.get_current_stream().wait_event(event)
         t0 = time.perf_counter()
         while not event.done:
             if time.perf_counter() - t0 > self.timeout:
@@ -341,7 +343,7 @@ class _NCCLRequest:
         return self.event.done
 
     def wait(self):
-        self.comm._poll(self.event, self.what)
+        self.comm._wait_event(self.event, self.what)
         self.buf = None
 
 
