@@ -3,7 +3,11 @@ from ..backend import get_xp
 
 
 def embedding_forward(ids, W):
-    """ids: (...) integers in [0, V), W: (V, C)  ->  out: (..., C),  out[i] = W[ids[i]]"""
+    """ids: (...) integers in [0, V), W: (V, C)  ->  out: (..., C),  out[i] = W[ids[i]]
+
+    ids given as a NumPy array (or list) are moved to W's backend first: a GPU would take
+    them as an index, but the backward's scatter-add needs them beside dW."""
+    ids = get_xp(W).asarray(ids)
     return W[ids], (ids, W.shape)
 
 
