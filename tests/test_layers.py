@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minilm.backend import asarray, get_xp, to_numpy
 from minilm.check import gradcheck
 from minilm.layers import (CausalSelfAttention, Dropout, Embedding, FeedForward, LayerNorm, Linear,
                            MultiHeadAttention)
@@ -20,6 +21,19 @@ F64 = "float64"
 
 def ok(result):
     assert result.ok, f"\n{result}"
+
+
+def assert_close(actual, desired, **kw):
+    """np.testing.assert_allclose on host copies: layer outputs live on the active backend."""
+    np.testing.assert_allclose(to_numpy(actual), to_numpy(desired), **kw)
+
+
+def assert_equal(actual, desired):
+    np.testing.assert_array_equal(to_numpy(actual), to_numpy(desired))
+
+
+def array_equal(a, b):
+    return np.array_equal(to_numpy(a), to_numpy(b))
 
 
 def pad_mask(rng, B, T):
@@ -40,8 +54,8 @@ def test_layernorm_layer(d, seed):
     rng = np.random.default_rng(seed)
     B, T, C = d["B"], d["T"], d["C"]
     ln = LayerNorm(C, dtype=F64)
-    ln.weight.data[:] = rng.standard_normal(C)
-    ln.bias.data[:] = rng.standard_normal(C)
+    ln.weight.data[:] = asarray(rng.standard_normal(C))
+    ln.bias.data[:] = asarray(rng.standard_normal(C))
     ok(gradcheck(ln, rng.standard_normal((B, T, C))))
 
 
@@ -106,8 +120,8 @@ def test_causal_mha_equals_gpt_attention_layout():
         lin.bias.data[:] = b[i * C:(i + 1) * C]
     mha.o.weight.data[:] = gpt.c_proj.weight.data
     mha.o.bias.data[:] = gpt.c_proj.bias.data
-    x = rng.standard_normal((2, 5, C))
-    np.testing.assert_allclose(mha.forward(x), gpt.forward(x), rtol=1e-13, atol=1e-14)
+    x = asarray(rng.standard_normal((2, 5, C)))
+    assert_close(mha.forward(x), gpt.forward(x), rtol=1e-13, atol=1e-14)
 
 
 @given(B=st.integers(1, 3), T=st.integers(1, 7), seed=seeds)
@@ -141,13 +155,13 @@ def test_gradcheck_catches_a_wrong_backward():
 def test_parameter_grads_accumulate():
     rng = np.random.default_rng(0)
     lin = Linear(3, 2, dtype=F64, rng=rng)
-    x, d = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    x, d = asarray(rng.standard_normal((4, 3))), asarray(rng.standard_normal((4, 2)))
     lin.forward(x)
     lin.backward(d)
     once = lin.weight.grad.copy()
     lin.forward(x)
     lin.backward(d)
-    np.testing.assert_allclose(lin.weight.grad, 2 * once)
+    assert_close(lin.weight.grad, 2 * once)
     lin.zero_grad()
     assert not lin.weight.grad.any()
 
@@ -157,18 +171,18 @@ def test_per_example_gradients_sum_to_the_batch_gradient():
     from minilm.layers import Embedding
     rng = np.random.default_rng(0)
     emb, ln, lin = Embedding(7, 5, F64, rng, 0.5), LayerNorm(5, dtype=F64), Linear(5, 3, dtype=F64, rng=rng)
-    ln.weight.data[:] = rng.standard_normal(5)
+    ln.weight.data[:] = asarray(rng.standard_normal(5))
     mods = (emb, ln, lin)
     for m in mods:
         m.per_example_grads()
     ids = rng.integers(0, 7, (4, 6))
     out = lin.forward(ln.forward(emb.forward(ids)))
-    dout = rng.standard_normal(out.shape)
+    dout = asarray(rng.standard_normal(out.shape))
     emb.backward(ln.backward(lin.backward(dout)))
     for m in mods:
         for name, p in m.named_parameters():
             assert p.grad_sample.shape == (4,) + p.shape
-            np.testing.assert_allclose(p.grad_sample.sum(axis=0), p.grad, rtol=1e-12, atol=1e-12)
+            assert_close(p.grad_sample.sum(axis=0), p.grad, rtol=1e-12, atol=1e-12)
     # example 0's per-example gradient equals the gradient of example 0 run alone
     ref = {}
     for m in mods:
@@ -181,7 +195,7 @@ def test_per_example_gradients_sum_to_the_batch_gradient():
     emb.backward(ln.backward(lin.backward(dout[:1])))
     for m in mods:
         for name, p in m.named_parameters():
-            np.testing.assert_allclose(ref[(id(m), name)], p.grad, rtol=1e-12, atol=1e-14)
+            assert_close(ref[(id(m), name)], p.grad, rtol=1e-12, atol=1e-14)
 
 
 def test_kv_cache_forward_equals_the_full_causal_forward():
@@ -190,18 +204,18 @@ def test_kv_cache_forward_equals_the_full_causal_forward():
     rng = np.random.default_rng(0)
     B, T, C, H = 2, 7, 6, 3
     attn = CausalSelfAttention(C, H, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
-    attn.c_attn.bias.data[:] = rng.standard_normal(3 * C)
-    attn.c_proj.bias.data[:] = rng.standard_normal(C)
-    x = rng.standard_normal((B, T, C))
+    attn.c_attn.bias.data[:] = asarray(rng.standard_normal(3 * C))
+    attn.c_proj.bias.data[:] = asarray(rng.standard_normal(C))
+    x = asarray(rng.standard_normal((B, T, C)))
     full = attn.forward(x)
-    past_k, past_v = np.zeros((B, H, T + 2, C // H)), np.zeros((B, H, T + 2, C // H))
+    past_k, past_v = asarray(np.zeros((B, H, T + 2, C // H))), asarray(np.zeros((B, H, T + 2, C // H)))
     outs = [attn.forward_cached(x[:, :3], past_k, past_v, 0)]                 # the prompt
     outs.append(attn.forward_cached(x[:, 3:5], past_k, past_v, 3))           # two new tokens at once
     outs += [attn.forward_cached(x[:, t:t + 1], past_k, past_v, t) for t in range(5, T)]
-    np.testing.assert_allclose(np.concatenate(outs, axis=1), full, rtol=1e-12, atol=1e-13)
+    assert_close(np.concatenate([to_numpy(o) for o in outs], axis=1), full, rtol=1e-12, atol=1e-13)
     qkv = (x @ attn.c_attn.weight.data + attn.c_attn.bias.data).reshape(B, T, 3, H, C // H)
-    np.testing.assert_allclose(past_k[:, :, :T], qkv[:, :, 1].transpose(0, 2, 1, 3), rtol=1e-13)
-    np.testing.assert_allclose(past_v[:, :, :T], qkv[:, :, 2].transpose(0, 2, 1, 3), rtol=1e-13)
+    assert_close(past_k[:, :, :T], qkv[:, :, 1].transpose(0, 2, 1, 3), rtol=1e-13)
+    assert_close(past_v[:, :, :T], qkv[:, :, 2].transpose(0, 2, 1, 3), rtol=1e-13)
     assert not past_k[:, :, T:].any() and not past_v[:, :, T:].any()      # nothing past the end
     assert attn.c_attn.cache is None and attn.c_proj.cache is None       # inference keeps no cache
 
@@ -219,22 +233,22 @@ def test_state_dict_round_trip_and_load_errors():
     assert dst.load_state_dict(sd) == ([], [])
     for (name, p), q in zip(dst.named_parameters(), src.parameters()):
         assert p.data.dtype == np.float32, name                        # cast to the layer's dtype
-        np.testing.assert_allclose(p.data, q.data, rtol=1e-6)
+        assert_close(p.data, q.data, rtol=1e-6)
     before = {n: p.data.copy() for n, p in dst.named_parameters()}
     partial = {k: v + 1 for k, v in sd.items() if k != "c_proj.bias"}
     partial["extra"] = np.zeros(3)
     with pytest.raises(KeyError, match=r"missing keys \['c_proj.bias'\], unexpected keys \['extra'\]"):
         dst.load_state_dict(partial)
-    assert all(np.array_equal(p.data, before[n]) for n, p in dst.named_parameters())   # nothing loaded
+    assert all(array_equal(p.data, before[n]) for n, p in dst.named_parameters())   # nothing loaded
     assert dst.load_state_dict(partial, strict=False) == (["c_proj.bias"], ["extra"])
-    np.testing.assert_allclose(dst.fc.bias.data, sd["c_fc.bias"] + 1, rtol=1e-6)
-    np.testing.assert_array_equal(dst.proj.bias.data, before["c_proj.bias"])
+    assert_close(dst.fc.bias.data, sd["c_fc.bias"] + 1, rtol=1e-6)
+    assert_equal(dst.proj.bias.data, before["c_proj.bias"])
     with pytest.raises(KeyError, match=r"state_dict does not match FeedForward: missing keys \['c_fc.bias'\], "
                                        r"unexpected keys \[\]"):
         dst.load_state_dict({k: v for k, v in sd.items() if k != "c_fc.bias"})      # missing only
     middle = {k: v + 2 for k, v in sd.items() if k != "c_fc.bias"}                 # a hole in the middle
     assert dst.load_state_dict(middle, strict=False) == (["c_fc.bias"], [])
-    np.testing.assert_allclose(dst.proj.weight.data, sd["c_proj.weight"] + 2, rtol=1e-6)   # later ones load
+    assert_close(dst.proj.weight.data, sd["c_proj.weight"] + 2, rtol=1e-6)   # later ones load
     bad = dict(sd, **{"c_fc.bias": np.zeros(5)})
     with pytest.raises(ValueError, match=r"shape mismatch for 'c_fc.bias': checkpoint has \(5,\), "
                                          r"model expects \(6,\)"):
@@ -251,13 +265,13 @@ def test_layer_defaults_and_construction():
     nob = Linear(3, 2, bias=False, dtype=F64)
     assert nob.bias is None and [n for n, _ in nob.named_parameters()] == ["weight"]
     x = np.random.default_rng(1).standard_normal((4, 3))
-    np.testing.assert_allclose(nob.forward(x), x @ nob.weight.data)
+    assert_close(nob.forward(asarray(x)), x @ to_numpy(nob.weight.data))
     ln = LayerNorm(4, dtype=F64)
-    assert ln.eps == 1e-5 and np.all(ln.weight.data == 1) and not ln.bias.data.any()
+    assert ln.eps == 1e-5 and (ln.weight.data == 1).all() and not ln.bias.data.any()
     assert [n for n, _ in ln.named_parameters()] == ["weight", "bias"]
     x = np.array([[1.0, 2.0, 3.0, 6.0]])
     ref = (x - 3.0) / np.sqrt(3.5 + 1e-5)                              # biased variance 3.5
-    np.testing.assert_allclose(ln.forward(x), ref, rtol=1e-14)
+    assert_close(ln.forward(asarray(x)), ref, rtol=1e-14)
     emb = Embedding(50, 40, rng=np.random.default_rng(0))
     assert emb.weight.data.shape == (50, 40) and abs(emb.weight.data.std() - 0.02) < 2e-3
     with pytest.raises(ValueError, match="divisible"):
@@ -283,7 +297,7 @@ def test_dropout_layer_in_training_and_eval():
     x = np.ones((50, 40))
     out = drop.forward(x)
     assert 0.4 < (out == 0).mean() < 0.6 and set(np.unique(out)) == {0.0, 2.0}
-    np.testing.assert_array_equal(drop.backward(np.ones_like(x)), out)    # the same mask, scaled
+    assert_equal(drop.backward(np.ones_like(x)), out)    # the same mask, scaled
     drop.eval()
     assert drop.forward(x) is x and drop.backward(x) is x
     drop.train()
@@ -303,41 +317,42 @@ def test_attention_layers_respect_padding_and_causality():
     gpt = CausalSelfAttention(C, 3, dtype=F64, rng=rng, std=0.5, proj_std=0.5)
     mha = MultiHeadAttention(C, 2, dtype=F64, rng=rng, std=0.5)
     causal = MultiHeadAttention(C, 2, dtype=F64, rng=rng, std=0.5, causal=True)
-    x, mem = rng.standard_normal((B, T, C)), rng.standard_normal((B, S, C))
+    x, mem = asarray(rng.standard_normal((B, T, C))), asarray(rng.standard_normal((B, S, C)))
     lengths = [T, 3]
-    key_mask = padding_mask((np.arange(T)[None] < np.array(lengths)[:, None]).astype(np.int64))
+    key_mask = padding_mask(asarray((np.arange(T)[None] < np.array(lengths)[:, None]).astype(np.int64)))
     for layer in (gpt, causal, mha):
         full = layer.forward(x, key_mask=key_mask)
         for b, L in enumerate(lengths):
             alone = layer.forward(x[b:b + 1, :L])
-            np.testing.assert_allclose(full[b, :L], alone[0], rtol=1e-12, atol=1e-13)
+            assert_close(full[b, :L], alone[0], rtol=1e-12, atol=1e-13)
     later = x.copy()
     later[:, 3:] += 1.0
     for layer, sees_the_future in ((gpt, False), (causal, False), (mha, True)):
-        moved = np.abs(layer.forward(later)[:, :3] - layer.forward(x)[:, :3]).max()
+        moved = abs(layer.forward(later)[:, :3] - layer.forward(x)[:, :3]).max()
         assert (moved > 1e-3) == sees_the_future, type(layer).__name__
     # causal with S > T: the queries are the last T of the S positions (a decoder cache)
-    seq = rng.standard_normal((B, 6, C))
-    np.testing.assert_allclose(causal.forward(seq[:, -2:], seq), causal.forward(seq)[:, -2:], rtol=1e-12, atol=1e-13)
+    seq = asarray(rng.standard_normal((B, 6, C)))
+    assert_close(causal.forward(seq[:, -2:], seq), causal.forward(seq)[:, -2:], rtol=1e-12, atol=1e-13)
     # a key mask in the middle: hiding key 1 is deleting position 1 (no positions inside the layer)
     hide = np.ones((B, 1, 1, T), bool)
     hide[..., 1] = False
+    hide = asarray(hide)
     keep = [0, 2, 3, 4]
     for layer in (gpt, causal, mha):
-        np.testing.assert_allclose(layer.forward(x, key_mask=hide)[:, keep], layer.forward(x[:, keep]),
+        assert_close(layer.forward(x, key_mask=hide)[:, keep], layer.forward(x[:, keep]),
                                    rtol=1e-12, atol=1e-13)
     src_lengths = [2, S]
-    src_mask = padding_mask((np.arange(S)[None] < np.array(src_lengths)[:, None]).astype(np.int64))
+    src_mask = padding_mask(asarray((np.arange(S)[None] < np.array(src_lengths)[:, None]).astype(np.int64)))
     full = mha.forward(x, mem, key_mask=src_mask)                      # cross-attention, T != S
     for b, L in enumerate(src_lengths):
-        np.testing.assert_allclose(full[b], mha.forward(x[b:b + 1], mem[b:b + 1, :L])[0], rtol=1e-12, atol=1e-13)
+        assert_close(full[b], mha.forward(x[b:b + 1], mem[b:b + 1, :L])[0], rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("kind", ["gpt", "mha"])
 def test_attention_dropout_in_training_only(kind):
-    gen = np.random.default_rng(0)
+    gen = get_xp().random.default_rng(0)                 # dropout draws on the layer's backend
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 4, 6))
+    x = asarray(rng.standard_normal((2, 4, 6)))
     if kind == "gpt":
         layer = CausalSelfAttention(6, 2, attn_pdrop=0.5, dtype=F64, rng=rng, std=0.5, dropout_rng=lambda: gen)
         resid = CausalSelfAttention(6, 2, resid_pdrop=0.5, dtype=F64, rng=np.random.default_rng(1), std=0.5,
@@ -347,30 +362,30 @@ def test_attention_dropout_in_training_only(kind):
         resid = None
     layer.eval()
     quiet = layer.forward(x)
-    np.testing.assert_array_equal(layer.forward(x), quiet)             # eval: deterministic
+    assert_equal(layer.forward(x), quiet)             # eval: deterministic
     layer.train()
     noisy = layer.forward(x)
-    assert np.abs(noisy - quiet).max() > 1e-3                          # training: probabilities dropped
-    dx = layer.backward(np.ones_like(noisy))
-    assert np.isfinite(dx).all() and dx.shape == x.shape
+    assert abs(noisy - quiet).max() > 1e-3                             # training: probabilities dropped
+    dx = layer.backward(get_xp(noisy).ones_like(noisy))
+    assert np.isfinite(to_numpy(dx)).all() and dx.shape == x.shape
     if resid is not None:
         out = resid.forward(x)
         resid.eval()
-        assert np.abs(out - resid.forward(x)).max() > 1e-3 and (out == 0).any()   # whole outputs dropped
+        assert abs(out - resid.forward(x)).max() > 1e-3 and (out == 0).any()      # whole outputs dropped
     no_rng = CausalSelfAttention(6, 2, attn_pdrop=0.5, dtype=F64, rng=np.random.default_rng(1)) if kind == "gpt" \
         else MultiHeadAttention(6, 2, dropout=0.5, dtype=F64, rng=np.random.default_rng(1))
-    np.testing.assert_array_equal(no_rng.forward(x), no_rng.eval().forward(x))   # no Generator: no dropout
+    assert_equal(no_rng.forward(x), no_rng.eval().forward(x))   # no Generator: no dropout
 
 
 def test_float32_layers_keep_float32_through_backward():
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 4, 6)).astype(np.float32)
-    key_mask = padding_mask(np.array([[1, 1, 1, 1], [1, 1, 0, 0]]))
+    x = asarray(rng.standard_normal((2, 4, 6)).astype(np.float32))
+    key_mask = padding_mask(asarray(np.array([[1, 1, 1, 1], [1, 1, 0, 0]])))
     for layer in (CausalSelfAttention(6, 2, rng=rng), MultiHeadAttention(6, 3, rng=rng), FeedForward(6, 8, rng=rng),
                   LayerNorm(6), Linear(6, 5, rng=rng)):
         kw = {"key_mask": key_mask} if isinstance(layer, (CausalSelfAttention, MultiHeadAttention)) else {}
         out = layer.forward(x, **kw)
-        dx = layer.backward(np.ones_like(out))
+        dx = layer.backward(get_xp(out).ones_like(out))
         assert out.dtype == dx.dtype == np.float32, type(layer).__name__
         assert all(p.data.dtype == p.grad.dtype == np.float32 for p in layer.parameters())
 
@@ -398,20 +413,20 @@ def test_module_bookkeeping():
                                            r"forward\): run forward first$"):
         LayerNorm(3).backward(np.ones((2, 3), np.float32))
     lin = Linear(3, 2, dtype=F64, rng=rng)
-    lin.forward(np.ones((2, 3)))
-    lin.backward(np.ones((2, 2)))
+    lin.forward(asarray(np.ones((2, 3))))
+    lin.backward(asarray(np.ones((2, 2))))
     with pytest.raises(RuntimeError, match="Linear.backward called before forward"):
-        lin.backward(np.ones((2, 2)))                                   # twice after one forward
+        lin.backward(asarray(np.ones((2, 2))))                          # twice after one forward
 
     ln, emb = LayerNorm(3, dtype=F64), Embedding(5, 3, F64, rng, 0.5)
-    ids, x = np.array([[1, 2], [2, 2]]), rng.standard_normal((2, 2, 3))
+    ids, x = np.array([[1, 2], [2, 2]]), asarray(rng.standard_normal((2, 2, 3)))
     for m in (lin, ln, emb):
         m.per_example_grads()
         assert all(p.grad_sample == 0 for p in m.parameters())
     once = {}
     for rep in range(2):
         lin.forward(x[..., :3])
-        lin.backward(np.ones((2, 2, 2)))
+        lin.backward(asarray(np.ones((2, 2, 2))))
         ln.forward(x)
         ln.backward(x)
         emb.forward(ids)
@@ -422,7 +437,7 @@ def test_module_bookkeeping():
                 if rep == 0:
                     once[(id(m), name)] = p.grad_sample.copy()
                 else:
-                    np.testing.assert_allclose(p.grad_sample, 2 * once[(id(m), name)], rtol=1e-14)
+                    assert_close(p.grad_sample, 2 * once[(id(m), name)], rtol=1e-14)
     for m in (lin, ln, emb):
         m.zero_grad()
         assert all(p.grad_sample == 0 and not p.grad.any() for p in m.parameters())
@@ -438,10 +453,10 @@ def test_constructors_pass_their_arguments_on():
                  lambda r: CausalSelfAttention(6, 2, rng=r),
                  lambda r: MultiHeadAttention(6, 2, rng=r)):
         a, b, c = make(np.random.default_rng(5)), make(np.random.default_rng(5)), make(np.random.default_rng(6))
-        assert all(np.array_equal(u, v) for u, v in zip(weights(a), weights(b)))        # the rng is used
+        assert all(array_equal(u, v) for u, v in zip(weights(a), weights(b)))        # the rng is used
         assert all(u.dtype == np.float32 for u in weights(a))                           # default dtype
         w = [u for u in weights(a) if u.ndim == 2]
-        assert all(not np.array_equal(u, v) for u, v in zip(w, [u for u in weights(c) if u.ndim == 2]))
+        assert all(not array_equal(u, v) for u, v in zip(w, [u for u in weights(c) if u.ndim == 2]))
     big = np.random.default_rng(0)
     ff = FeedForward(200, 300, rng=big)
     assert abs(ff.fc.weight.data.std() - 0.02) < 2e-3 and abs(ff.proj.weight.data.std() - 0.02) < 2e-3
@@ -455,7 +470,7 @@ def test_constructors_pass_their_arguments_on():
     mha = MultiHeadAttention(120, 2, rng=big)
     assert all(abs(lin.weight.data.std() - 0.02) < 2e-3 for lin in (mha.q, mha.k, mha.v, mha.o))
     e5, e6 = Embedding(5, 3, rng=np.random.default_rng(5)), Embedding(5, 3, rng=np.random.default_rng(6))
-    assert not np.array_equal(e5.weight.data, e6.weight.data)                          # the rng is used
+    assert not array_equal(e5.weight.data, e6.weight.data)                          # the rng is used
     assert gpt.c_attn.bias.data.dtype == np.float64
     with pytest.raises(ValueError, match=r"n_embd \(6\) must be divisible by n_head \(4\)"):
         CausalSelfAttention(6, 4)
@@ -464,15 +479,16 @@ def test_constructors_pass_their_arguments_on():
     # the default activation is GPT-2's gelu_new (tanh form)
     ff = FeedForward(3, 4, dtype=F64, rng=np.random.default_rng(0), std=0.5)
     x = np.random.default_rng(1).standard_normal((2, 3))
-    h = x @ ff.fc.weight.data + ff.fc.bias.data
+    h = x @ to_numpy(ff.fc.weight.data) + to_numpy(ff.fc.bias.data)
     h = 0.5 * h * (1 + np.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
-    np.testing.assert_allclose(ff.forward(x), h @ ff.proj.weight.data + ff.proj.bias.data, rtol=1e-13)
+    assert_close(ff.forward(asarray(x)), h @ to_numpy(ff.proj.weight.data) + to_numpy(ff.proj.bias.data),
+                 rtol=1e-13)
     # LayerNorm's eps reaches the formula; a layer built without an rng is reproducible
     ln = LayerNorm(4, eps=0.5, dtype=F64)
     x = np.array([[1.0, 2.0, 3.0, 6.0]])
-    np.testing.assert_allclose(ln.forward(x), (x - 3.0) / 2.0, rtol=1e-14)
+    assert_close(ln.forward(asarray(x)), (x - 3.0) / 2.0, rtol=1e-14)
     assert LayerNorm(4).weight.data.dtype == np.float32
-    assert np.array_equal(Linear(4, 3).weight.data, Linear(4, 3).weight.data)
+    assert array_equal(Linear(4, 3).weight.data, Linear(4, 3).weight.data)
     assert Linear(4, 3).weight.data.std() > 0
 
 
@@ -481,17 +497,17 @@ def test_multi_head_attention_without_output_projection_and_defaults():
     bare = MultiHeadAttention(6, 2, dtype=F64, rng=rng, std=0.5, names=("query", "key", "value", None))
     assert bare.o is None and [n for n, _ in bare.named_parameters()] == [
         f"{p}.{w}" for p in ("query", "key", "value") for w in ("weight", "bias")]
-    x, mem = rng.standard_normal((2, 3, 6)), rng.standard_normal((2, 4, 6))
+    x, mem = asarray(rng.standard_normal((2, 3, 6))), asarray(rng.standard_normal((2, 4, 6)))
     ok(gradcheck(bare, x))
     ok(gradcheck(bare, x, mem))
     wide = MultiHeadAttention(64, 2, rng=np.random.default_rng(0), std=0.3)
     for lin in (wide.q, wide.k, wide.v, wide.o):
         assert abs(lin.weight.data.std() - 0.3) < 0.02
-    gen = np.random.default_rng(0)
+    gen = get_xp().random.default_rng(0)
     for layer in (MultiHeadAttention(6, 2, dtype=F64, rng=rng, dropout_rng=lambda: gen),
                   CausalSelfAttention(6, 2, dtype=F64, rng=rng, dropout_rng=lambda: gen)):
         out = layer.forward(x)                                        # training mode, default p = 0
-        np.testing.assert_array_equal(out, layer.eval().forward(x))
+        assert_equal(out, layer.eval().forward(x))
 
 
 def test_per_example_gradients_keep_float32():
@@ -501,6 +517,6 @@ def test_per_example_gradients_keep_float32():
         m.per_example_grads()
     ids = np.array([[1, 2, 2, 4], [0, 1, 3, 3]])
     out = lin.forward(ln.forward(emb.forward(ids)))
-    emb.backward(ln.backward(lin.backward(np.ones_like(out))))
+    emb.backward(ln.backward(lin.backward(get_xp(out).ones_like(out))))
     for m in (lin, ln, emb):
         assert all(p.grad_sample.dtype == np.float32 for p in m.parameters()), type(m).__name__
