@@ -101,13 +101,13 @@ def test_tied_head_collects_both_gradient_contributions():
     out = m(ids, labels=ids)
     ce_cache, (B, T, V) = m._loss_cache
     dlogits = np.zeros((B, T, V))
-    dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
-    h = m._head_cache[0].copy()                            # ln_f's output, the head's input (B, T, C)
+    dlogits[:, :-1] = minilm.to_numpy(cross_entropy_backward(1.0, ce_cache)).reshape(B, T - 1, V)
+    h = minilm.to_numpy(m._head_cache[0]).copy()           # ln_f's output, the head's input (B, T, C)
     m.backward()
-    both = m.transformer.wte.weight.grad.copy()
+    both = minilm.to_numpy(m.transformer.wte.weight.grad).copy()
     head_only = np.einsum("btv,btc->vc", dlogits, h)
     # the gradient reaching x = wte[ids] + wpe[0:T] is wpe's gradient too (one sequence: B = 1)
-    dx = m.transformer.wpe.weight.grad[:T]
+    dx = minilm.to_numpy(m.transformer.wpe.weight.grad[:T])
     lookup_only = np.zeros_like(both)
     np.add.at(lookup_only, ids[0], dx)
     assert np.abs(head_only).max() > 1e-3 and np.abs(lookup_only).max() > 1e-3   # both matter
@@ -115,7 +115,7 @@ def test_tied_head_collects_both_gradient_contributions():
     assert out.loss > 0
     m(ids, labels=ids)                                     # a second backward adds, both parts
     m.backward()
-    np.testing.assert_allclose(m.transformer.wte.weight.grad, 2 * both, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(minilm.to_numpy(m.transformer.wte.weight.grad), 2 * both, rtol=1e-12, atol=1e-14)
 
 
 def test_overfits_two_sequences():
@@ -183,7 +183,8 @@ def test_loads_hf_names_without_prefix_and_ignores_buffers(tmp_path):
     m.save_pretrained(tmp_path)
     save_safetensors(tmp_path / "model.safetensors", sd)
     m2 = GPT.from_pretrained(tmp_path, dtype="float64")
-    np.testing.assert_array_equal(m2.transformer.wte.weight.data, m.transformer.wte.weight.data)
+    np.testing.assert_array_equal(minilm.to_numpy(m2.transformer.wte.weight.data),
+                                  minilm.to_numpy(m.transformer.wte.weight.data))
 
 
 # ---- bad input: a clear error, never a wrong answer ----------------------------------------
