@@ -1,8 +1,17 @@
-"""The GPU checks of minilm.dist in one short run (about a minute on one GPU).
+"""The GPU checks of minilm.dist in one short run (about a minute on one GPU). Two ways:
 
-    python tests/gpu_nccl_check.py            # from the repository root, on a machine with a GPU
+    mpiexec -n 2 python tests/gpu_nccl_check.py    # the ranks check NCCLComm themselves
+    python tests/gpu_nccl_check.py                 # runs pytest -k nccl and the command line
 
-It prints what it found (CuPy, NCCL's version, GPUs, mpiexec), then runs
+Under mpiexec (what .ci/gpu does) every rank opens NCCLComm on its GPU (with one GPU: both
+on device 0), checks all-reduce (blocking and not), reduce-scatter, all-gather and broadcast
+on float32 and float64 device arrays against their closed forms, then trains the float32
+runs of tests/test_dist.py's GPU_MODES under NCCLComm and under MPIComm (device arrays
+through the host); rank 0 trains them alone on the GPU and compares (float32 tolerance).
+If NCCL refuses to start (two ranks on one GPU, see below), that is reported as a skip and
+the MPIComm runs are still checked. Rank 0 prints a table; the exit status is 1 on a failure.
+
+Without mpiexec it prints what it found (CuPy, NCCL's version, GPUs, mpiexec), then runs
 
   1. pytest tests/test_dist.py -k nccl: NCCLComm's collectives on device arrays with 1 rank
      and with 2 ranks on GPU 0, and float32 training runs on the GPU (1 process; 2 ranks
@@ -96,7 +105,8 @@ def run_cli():
     args = ["--data-file", corpus, "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
             "--block-size", "16", "--batch-size", "6", "--max-iters", "4", "--eval-every", "4",
             "--eval-iters", "1", "--no-progress"]
-    env = dict(os.environ, MINILM_BACKEND="cupy", MPLBACKEND="Agg", PYTHONPATH=ROOT)
+    env = dict(os.environ, MINILM_BACKEND="cupy", MPLBACKEND="Agg",
+               PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p))
     losses, rows = {}, []
     for name, n, extra in (("1 process", 1, []), ("--comm mpi", 2, ["--comm", "mpi"]),
                            ("--comm nccl", 2, ["--comm", "nccl"])):
@@ -119,7 +129,104 @@ def run_cli():
     return rows
 
 
+def under_mpiexec():
+    """Every rank: the NCCL collectives, then the training runs; rank 0 compares and prints."""
+    os.environ.setdefault("MINILM_BACKEND", "cupy")
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    sys.path.insert(0, ROOT)
+    from mpi4py import MPI
+    world = MPI.COMM_WORLD
+    rank, n = world.Get_rank(), world.Get_size()
+    if rank == 0:
+        print("\n".join(environment()), flush=True)
+    try:
+        import numpy as np
+        import test_dist as T
+        from minilm.dist import SingleProcess
+        out = world.bcast(tempfile.mkdtemp() if rank == 0 else None, root=0)
+        dirs = {k: os.path.join(out, k) for k in ("ops", "nccl", "mpi", "ref")}
+        if rank == 0:
+            for d in dirs.values():
+                os.makedirs(d)
+        world.Barrier()
+        t0 = time.perf_counter()
+        T.nccl_worker("nccl_ops", dirs["ops"])
+        world.Barrier()
+        T.nccl_worker("nccl_train", dirs["nccl"])
+        world.Barrier()
+        T.nccl_worker("mpi_train", dirs["mpi"])
+        refused = os.path.exists(os.path.join(dirs["ops"], "refused.txt"))
+        if rank == 0:                                       # the one-process GPU reference
+            for mode in T.GPU_MODES:
+                T._run(SingleProcess(), mode, dirs["ref"], dtype="float32", same_seed=True)
+            if refused:                                     # NCCL's calls with a group of one
+                for k in ("ops1", "nccl1"):
+                    dirs[k] = os.path.join(out, k)
+                    os.makedirs(dirs[k])
+                T.nccl_worker("nccl_ops", dirs["ops1"], mpi_comm=MPI.COMM_SELF)
+                T.nccl_worker("nccl_train", dirs["nccl1"], mpi_comm=MPI.COMM_SELF)
+        world.Barrier()
+    except BaseException:
+        import traceback
+        traceback.print_exc()
+        sys.stdout.flush()
+        world.Abort(1)
+    if rank != 0:
+        return
+    rows = []
+
+    def check(name, fn):
+        try:
+            fn()
+            rows.append((name, "PASSED", ""))
+        except Exception as e:                              # AssertionError with the numbers
+            rows.append((name, "FAILED", f"{type(e).__name__}: {e}"))
+
+    def ops(n=n, d=dirs["ops"]):
+        tri = n * (n + 1) / 2
+        for r in range(n):
+            with open(os.path.join(d, f"nccl_ops_{r}.json")) as f:
+                res = json.load(f)
+            for dt in ("float32", "float64"):
+                assert res[f"allreduce_{dt}"] == (np.arange(6) * tri).tolist(), res
+                assert res[f"iallreduce_{dt}"] == (np.arange(6) * tri).tolist(), res
+                assert res[f"reduce_scatter_{dt}"] == (np.arange(3 * n) * tri)[3 * r:3 * r + 3].tolist(), res
+                assert res[f"allgather_{dt}"] == np.repeat(np.arange(n), 3).tolist(), res
+                assert res[f"broadcast_{dt}"] == [0.0, 1.0, 2.0, 3.0], res
+            assert res["allreduce_scalar"] == tri and res["allreduce_host"] == [tri, tri], res
+            assert res["object"] == {"from": n - 1}, res
+
+    one = [("NCCLComm collectives, 1 rank (MPI.COMM_SELF)", dirs["ops1"],
+            lambda: ops(1, dirs["ops1"])),
+           ("NCCLComm training = 1 process (float32), 1 rank", dirs["nccl1"],
+            lambda: T._assert_close_f32(dirs["nccl1"], dirs["ref"], dirs["ref"], "NCCL, 1 rank"))] \
+        if "ops1" in dirs else []
+    for name, d, fn in one + [(f"NCCLComm collectives, {n} ranks", dirs["ops"], ops),
+                        (f"NCCLComm training = 1 process (float32), {n} ranks", dirs["nccl"],
+                         lambda: T._assert_close_f32(dirs["nccl"], dirs["ref"], dirs["ref"], "NCCL")),
+                        (f"MPIComm on CuPy arrays training = 1 process (float32), {n} ranks", dirs["mpi"],
+                         lambda: T._assert_close_f32(dirs["mpi"], dirs["ref"], dirs["ref"], "MPI"))]:
+        refused = os.path.join(d, "refused.txt")
+        if os.path.exists(refused):
+            with open(refused) as f:
+                rows.append((name, "SKIPPED", "NCCL refused to start: " + f.read()))
+        else:
+            check(name, fn)
+    print("\n" + "-" * 100)
+    for test, outcome, reason in rows:
+        print(f"{outcome:8s} {test}" + (f"\n         {reason[:600]}" if reason else ""))
+    failed = sum(o == "FAILED" for _, o, _ in rows)
+    print(f"{sum(o == 'PASSED' for _, o, _ in rows)} passed, {failed} failed, "
+          f"{sum(o == 'SKIPPED' for _, o, _ in rows)} skipped ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if failed:
+        world.Abort(1)
+
+
 def main():
+    sys.path.insert(0, ROOT)
+    from minilm.dist import launched_by_mpi
+    if launched_by_mpi():
+        return under_mpiexec()
     print("\n".join(environment()))
     rows = run_pytest() + run_cli()
     print("\n" + "-" * 100)

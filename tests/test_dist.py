@@ -120,22 +120,23 @@ def _run(comm, mode, out_dir=None, resume=None, checkpoint_dir=None, dtype="floa
 GPU_MODES = ("dp", "zero", "overlap", "bert_pre", "dropout")   # float32 on the GPU
 
 
-def nccl_worker(what, out_dir):
+def nccl_worker(what, out_dir, mpi_comm=None):
     """On a GPU (MINILM_BACKEND=cupy): with one GPU every rank is on device 0. "nccl_ops": NCCLComm's
     collectives on device arrays, each rank's results saved as JSON; "nccl_train" and
     "mpi_train": float32 runs of GPU_MODES under NCCLComm or MPIComm (one process: no
-    communicator). NCCL's refusal to start (two ranks on one GPU) is saved in refused.txt."""
+    communicator). NCCL's refusal to start (two ranks on one GPU) is saved in refused.txt.
+    mpi_comm: the MPI group (default COMM_WORLD; COMM_SELF: this rank alone)."""
     import json
     from mpi4py import MPI
     from minilm.dist import MPIComm, NCCLComm, SingleProcess, launched_by_mpi
-    rank = MPI.COMM_WORLD.Get_rank()
+    rank = (mpi_comm or MPI.COMM_WORLD).Get_rank()
     try:
         if what == "mpi_train":
-            comm = MPIComm(timeout=60) if launched_by_mpi() else SingleProcess()
+            comm = MPIComm(timeout=60, comm=mpi_comm) if launched_by_mpi() else SingleProcess()
         elif what == "nccl_train" and not launched_by_mpi():
             comm = SingleProcess()
         else:
-            comm = NCCLComm(timeout=60)     # one GPU: every rank on device 0; more: one each
+            comm = NCCLComm(timeout=60, comm=mpi_comm)   # one GPU: every rank on device 0; more: one each
     except RuntimeError as e:
         if "NCCL could not start" not in str(e):
             raise
@@ -224,7 +225,8 @@ def _launch(n, *args, timeout=240, backend=None):
     cmd = [sys.executable, HERE, "worker", *args]
     if n > 1:
         cmd = [MPIEXEC, "-n", str(n)] + cmd
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(HERE)),
+    path = [os.path.dirname(os.path.dirname(HERE)), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p),   # keep /tmp/site & co
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if backend is not None:
         env["MINILM_BACKEND"] = backend

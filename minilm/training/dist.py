@@ -102,12 +102,13 @@ class MPIComm:
 
     timeout: seconds a collective may wait for the other ranks before this rank aborts the
     job with a message (a rank that died or hangs); MPI itself would wait for ever.
+    comm: the mpi4py communicator (default COMM_WORLD; COMM_SELF gives a group of one).
     """
 
-    def __init__(self, timeout=600.0):
+    def __init__(self, timeout=600.0, comm=None):
         from mpi4py import MPI                  # optional dependency: minilm[dist]
         self.MPI = MPI
-        self.comm = MPI.COMM_WORLD
+        self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank = self.comm.Get_rank()
         self.world_size = self.comm.Get_size()
         self.timeout = timeout
@@ -225,8 +226,8 @@ class NCCLComm(MPIComm):
     arrays passed in go over MPI, as in MPIComm.
     """
 
-    def __init__(self, timeout=600.0, device=None):
-        super().__init__(timeout)
+    def __init__(self, timeout=600.0, device=None, comm=None):
+        super().__init__(timeout, comm)
         import cupy                                         # optional: CuPy with NCCL
         from cupy.cuda import nccl
         if not getattr(nccl, "available", True):
