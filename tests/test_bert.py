@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minilm
+from minilm.backend import asarray
 from minilm.check import gradcheck
 from minilm.io import load_safetensors, save_safetensors
 from minilm.layers import Module
@@ -158,7 +159,8 @@ class DotLoss(Module):
     """The fixtures' loss for BertModel: sum(last * dout_last) + sum(pooler * dout_pooler)."""
 
     def __init__(self, bert, dout_last, dout_pooler):
-        self.bert, self.dout_last, self.dout_pooler = bert, dout_last, dout_pooler
+        self.bert = bert
+        self.dout_last, self.dout_pooler = asarray(dout_last), asarray(dout_pooler)   # beside the outputs
 
     def named_children(self):
         return [("bert", self.bert)]
@@ -189,9 +191,9 @@ def test_base_model_backward_through_one_output_only():
     m = BertModel(tiny_config(1, 2, 0), dtype="float64")
     ids = np.array([[1, 2, 3, 4]])
     out = m(ids)
-    m.backward(np.ones_like(out.last_hidden_state))
-    assert np.all(m.pooler.dense.weight.grad == 0) and m.pooler.cache is None
-    assert np.abs(m.encoder.layer[0].output.dense.weight.grad).max() > 0
+    m.backward(minilm.get_xp(out.last_hidden_state).ones_like(out.last_hidden_state))
+    assert not m.pooler.dense.weight.grad.any() and m.pooler.cache is None
+    assert abs(m.encoder.layer[0].output.dense.weight.grad).max() > 0
     with pytest.raises(ValueError, match="dlast_hidden_state"):
         m(ids)
         m.backward()
@@ -221,8 +223,8 @@ def test_tied_decoder_is_one_parameter_with_both_contributions():
     ids = np.array([[1, 2, 3, 2, 5]])                      # token 2 twice: the lookup accumulates
     m(ids, labels=np.array([[-100, 7, -100, -100, 9]]))
     ce_cache, shape = m._loss_cache
-    dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
-    h = m.cls.predictions.cache[0].copy()                  # the decoder's input (B, T, C)
+    dlogits = minilm.to_numpy(cross_entropy_backward(1.0, ce_cache)).reshape(shape)
+    h = minilm.to_numpy(m.cls.predictions.cache[0]).copy() # the decoder's input (B, T, C)
     m.backward()
     g = minilm.to_numpy(m.bert.embeddings.word_embeddings.weight.grad)
     assert np.abs(g[9]).max() > 0                  # token 9 never appears: only the decoder reaches it
@@ -230,7 +232,7 @@ def test_tied_decoder_is_one_parameter_with_both_contributions():
     # the gradient reaching the embedding sum, which is position_embeddings' gradient (B = 1)
     head_only = np.einsum("btv,btc->vc", dlogits, h)
     lookup_only = np.zeros_like(g)
-    np.add.at(lookup_only, ids[0], m.bert.embeddings.position_embeddings.weight.grad[:ids.shape[1]])
+    np.add.at(lookup_only, ids[0], minilm.to_numpy(m.bert.embeddings.position_embeddings.weight.grad[:ids.shape[1]]))
     assert np.abs(head_only).max() > 1e-3 and np.abs(lookup_only).max() > 1e-3
     np.testing.assert_allclose(g, head_only + lookup_only, rtol=1e-12, atol=1e-14)
 
