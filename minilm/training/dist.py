@@ -757,7 +757,7 @@ class DataParallel:
             for p in self.params:
                 if p.grad is not None:
                     p.grad[...] = 0
-            if k > 0 and dropout is not None and dropout.drawn:                # every micro-batch: the step's masks
+            if k > 0 and dropout is not None and dropout.drawn:   # each micro-batch: the step's masks
                 self._restart_dropout(start)
             if dropout is not None:
                 dropout.window = (B, a + c)            # rows [a + c, a + d) of the global batch
