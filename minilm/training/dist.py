@@ -560,11 +560,11 @@ class DataParallel:
     else (train/eval, parameters, state_dict, generate, ...) is the model's own.
 
     Exact (N processes = one, for any grad_accum) when the model's loss is the mean over
-    labels != -100, as the LM, masked-LM and token-classification losses are, or a sum of
-    such means listed in LOSS_TERMS (or given as loss_terms=...): BertForPreTraining's
-    masked-LM term is weighted by tokens and its next-sentence term by pairs, each by its
-    own global count. A loss of another shape (a mean over examples, as sequence
-    classification's, with examples split unevenly) is not reweighted and is not exact.
+    labels != -100, as the LM, masked-LM and token-classification losses are (and sequence
+    classification's, whose labels count examples), or a sum of such means listed in
+    LOSS_TERMS (or given as loss_terms=...): BertForPreTraining's masked-LM term is weighted
+    by tokens and its next-sentence term by pairs, each by its own global count. A batch
+    without `labels` (question answering's start/end positions) is refused.
 
     Dropout: the model's dropout Generator is put behind a _RowWindow (through the model's
     set_dropout_generator door), so each dropout layer draws the global batch's mask and
