@@ -225,11 +225,12 @@ def toy_batches(n=32, T=16, V=40, seed=0):
 
 def test_gpt_float16_step_against_float64():
     # the whole model: loss and gradients of one fp16 forward/backward against float64 with
-    # the same weights. A 2-layer model chains ~20 roundings, so no per-element bound is
-    # derived here; what is asserted is the size of the error relative to eps16: the loss
-    # within 2 eps16 relative, and each parameter's gradient within 0.05 in relative L2 norm
-    # (about 50 eps16, measured 8-40 eps16 over seeds: the errors of ~20 float16 roundings,
-    # amplified by the softmax and LayerNorm backward on a randomly initialised model).
+    # the same weights. A 2-layer model chains ~20 float16 roundings, so no per-element
+    # bound is derived here; the bounds are measurements with a margin, in units of eps16:
+    # each parameter's gradient within 4 eps16 in relative L2 norm (measured 0.3 to 1.2
+    # eps16 over seeds 0-4: the roundings are independent and mostly average out), and the
+    # loss within eps16 / 64 relative (measured at most 0.001 eps16: the loss is a float32
+    # mean over 120 tokens of float32 log-softmaxes of logits each rounded once or a few times).
     get = toy_batches()
     batch = get(np.random.default_rng(1))
     m16 = tiny_gpt()
@@ -242,11 +243,11 @@ def test_gpt_float16_step_against_float64():
     out16 = m16(**batch)
     m16.backward(loss_scale=1024.0)
     assert mp.master(1024.0)
-    assert abs(out16.loss - out64.loss) <= 2 * EPS16 * out64.loss
+    assert abs(out16.loss - out64.loss) <= EPS16 / 64 * out64.loss
     for (name, p16), (_, p64) in zip(m16.named_parameters(), m64.named_parameters()):
         g16, g64 = to_numpy(p16.grad).astype(np.float64), to_numpy(p64.grad)
         err = np.linalg.norm(g16 - g64) / np.linalg.norm(g64)
-        assert err <= 0.05, f"{name}: relative gradient error {err:.3g} ({err / EPS16:.0f} eps16)"
+        assert err <= 4 * EPS16, f"{name}: relative gradient error {err:.3g} ({err / EPS16:.1f} eps16)"
 
 
 # ---------------------------------------------------------------------------------------
@@ -331,8 +332,8 @@ def test_overflow_skips_the_step_without_touching_weights_or_optimizer_state():
     t.loss_scaler.scale = 2.0 ** 40
     t.max_steps = 5
     history = t.fit()
-    assert t.loss_scaler.events == [{"step": 3, "event": "skip", "scale": 2.0 ** 39},
-                                    {"step": 4, "event": "skip", "scale": 2.0 ** 38}]
+    assert t.loss_scaler.events == [{"step": 4, "event": "skip", "scale": 2.0 ** 39},
+                                    {"step": 5, "event": "skip", "scale": 2.0 ** 38}]
     assert [h["loss_scale_events"] for h in history[-2:]] == [[t.loss_scaler.events[0]],
                                                               [t.loss_scaler.events[1]]]
     assert history[-1]["grad_norm"] == math.inf and math.isfinite(history[-1]["loss"])
@@ -350,9 +351,10 @@ def test_growth_after_n_good_steps_in_the_trainer():
     m, opt, t = fp16_trainer(12, LossScaler(init_scale=2.0 ** 10, growth_interval=5), log_every=1)
     history = t.fit()
     assert [(e["step"], e["event"], e["scale"]) for e in t.loss_scaler.events] == [
-        (4, "grow", 2.0 ** 11), (9, "grow", 2.0 ** 12)]
+        (5, "grow", 2.0 ** 11), (10, "grow", 2.0 ** 12)]         # the 5th and 10th steps
     assert [h["loss_scale"] for h in history][3:6] == [2.0 ** 10, 2.0 ** 11, 2.0 ** 11]
-    assert history[4]["loss_scale_events"] == [{"step": 4, "event": "grow", "scale": 2.0 ** 11}]
+    assert history[4]["step"] == 5
+    assert history[4]["loss_scale_events"] == [{"step": 5, "event": "grow", "scale": 2.0 ** 11}]
 
 
 def test_master_weights_stay_float32_and_compute_is_float16():

@@ -54,8 +54,9 @@ class LossScaler:
 
     update(False): skip (the caller does not step), S *= backoff_factor, good run restarts.
     update(True): the caller steps; after growth_interval such steps in a row,
-    S *= growth_factor. Events are dicts {"step", "event": "skip" | "grow", "scale"} (the
-    scale after the event). A scale that falls below min_scale means the float16 forward
+    S *= growth_factor. Events are dicts {"step", "event": "skip" | "grow", "scale"}: the
+    step number the caller passed (the Trainer's count from 1, as in its history) and the
+    scale after the event. A scale that falls below min_scale means the float16 forward
     itself overflows (no scale can help): FloatingPointError.
     """
 

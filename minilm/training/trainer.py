@@ -280,7 +280,7 @@ class Trainer:
         finally:
             finite = self.mixed.master(scaler.scale)             # float32 masters and grads back
         self.last_output, self.last_batch = out, batch
-        if not scaler.update(finite, self.step):                 # skip: nothing changes
+        if not scaler.update(finite, self.step + 1):             # skip: nothing changes
             return loss_value(out), math.inf
         max_norm = self.grad_clip if self.grad_clip is not None else math.inf
         grad_norm = clip_grad_norm_(self._params, max_norm)
@@ -358,7 +358,7 @@ class Trainer:
                         n_events = len(self.loss_scaler.events)
                         record.update(loss_scale=self.loss_scaler.scale, loss_scale_events=new)
                         for e in new:
-                            bar.write(f"step {e['step'] + 1}: loss scale "
+                            bar.write(f"step {e['step']}: loss scale "
                                       + ("overflow: step skipped, scale halved" if e["event"] == "skip"
                                          else "grown") + f" to {e['scale']:g}")
                     if evaluate:
