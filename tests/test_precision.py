@@ -419,6 +419,9 @@ def test_fp16_refuses_what_it_cannot_do():
         Trainer(m, opt, toy_batches(), max_steps=1, precision="fp16", step_fn=lambda b: 0.0)
     with pytest.raises(ValueError, match="loss_scaler is for precision='fp16'"):
         Trainer(m, opt, toy_batches(), max_steps=1, loss_scaler=LossScaler())
+    from minilm.training.optim import ZeroAdamW
+    with pytest.raises(ValueError, match="sharded optimiser"):
+        Trainer(m, ZeroAdamW(m.parameters()), toy_batches(), max_steps=1, precision="fp16")
     m64 = GPT(m.config, dtype="float64")
     with pytest.raises(TypeError, match="float32 master weights"):
         Trainer(m64, AdamW(m64.parameters()), toy_batches(), max_steps=1, precision="fp16")

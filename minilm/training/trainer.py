@@ -203,6 +203,9 @@ class Trainer:
         self._params = [p for g in optimizer.param_groups for p in g["params"]]
         if self.precision == "fp16":
             self._check_fp16_model(model)
+            if hasattr(optimizer, "clip_grad_norm_"):            # ZeroAdamW: sharded state
+                raise ValueError("precision='fp16' is not supported with a sharded optimiser "
+                                 f"({type(optimizer).__name__}); use AdamW")
             self.mixed = MixedPrecision(model.parameters())
 
     def _check_fp16_model(self, model):
