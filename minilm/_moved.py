@@ -50,6 +50,9 @@ def new_name(name):
 
 
 class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self):
+        self._real_specs = {}
+
     def find_spec(self, name, path=None, target=None):
         new = new_name(name)
         if new == name:
@@ -64,10 +67,21 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                                                is_package=real.submodule_search_locations is not None)
 
     def create_module(self, spec):
-        return importlib.import_module(new_name(spec.name))     # the one module object
+        new = new_name(spec.name)
+        module = importlib.import_module(new)                   # the one module object
+        self._real_specs[spec.name] = module.__spec__
+        # The submodules it has imported already get their old names too, so that importing
+        # one later finds it in sys.modules: a fresh load would set it as an attribute of the
+        # package, over a same-named function the package exports (compress.quantize).
+        for name, sub in list(sys.modules.items()):
+            if name.startswith(new + "."):
+                sys.modules.setdefault(spec.name + name[len(new):], sub)
+        return module
 
     def exec_module(self, module):
-        pass                                                    # already executed under its new name
+        # Already executed under its new name. The import system has just pointed the
+        # module's __spec__ at the alias: give it back its own.
+        module.__spec__ = self._real_specs.pop(module.__spec__.name)
 
 
 def install():
