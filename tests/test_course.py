@@ -281,7 +281,7 @@ def test_forbid_catches_finite_differences_a_swallowed_error_and_a_pasted_copy()
         "def swallowed(dout, x):\n"
         "    try:\n        return backward_fd(dout, x)\n    except Exception:\n        return 2 * x * dout\n",
         minilm=minilm)
-    pasted = submission_code(textwrap.dedent(inspect.getsource(minilm.check.numerical_grad))
+    pasted = submission_code(textwrap.dedent(inspect.getsource(minilm.numerical_grad))
                              + "\ndef backward_pasted(dout, x):\n    return numerical_grad(lambda a: a ** 2, x, dout)\n",
                              get_xp=minilm.get_xp)["backward_pasted"]
     x = np.random.default_rng(1).standard_normal(5)
@@ -567,6 +567,21 @@ def test_every_notebook_has_a_valid_student_version():
                 compile(course.build.python_source(cell.source), f"{os.path.basename(path)} (student)", "exec")
         assert course.possible_points(s) == course.possible_points(solution), path
         assert len(course.possible_points(solution)) >= 3, f"{path}: fewer than 3 graded exercises"
+
+
+def test_no_handout_shows_a_model_answer():
+    """The written questions' model answers stay in the solution notebooks only."""
+    import glob
+    for path in sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb"))):
+        solution = nbformat.read(path, as_version=4)
+        s = course.student_notebook(solution)
+        for before, after in zip(solution.cells, s.cells):
+            if before.cell_type != "markdown":
+                continue
+            assert "<!-- BEGIN SOLUTION -->" not in after.source and "<!-- END SOLUTION -->" not in after.source, path
+            answers = before.source.count("<!-- BEGIN SOLUTION -->")
+            assert after.source.count("*Your answer here.*") - before.source.count("*Your answer here.*") == answers, \
+                f"{os.path.basename(path)}, cell {before.get('id')}: every model answer becomes one '*Your answer here.*'"
 
 
 def test_the_recorder_is_off_outside_grading():
