@@ -59,6 +59,7 @@ import collections
 import operator
 import os
 import sys
+import weakref
 
 import numpy as np
 
@@ -116,6 +117,7 @@ def _mixing_error(x):
 
 
 _SCALARS = (bool, int, float, complex, np.generic)
+_owners = weakref.WeakValueDictionary()   # id(NumPy array owning its memory) -> its StrictArray
 
 
 class StrictArray:
@@ -125,13 +127,28 @@ class StrictArray:
     this constructor. The methods and properties are those of `cupy.ndarray` that minilm
     uses; results are StrictArrays (reductions give 0-d arrays, as on CuPy).
     """
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "_base", "__weakref__")
 
     def __init__(self, a):
         if not isinstance(a, np.ndarray):
             raise TypeError(f"StrictArray wraps a numpy.ndarray, got {type(a).__name__}; "
                             "build strict arrays with minilm.strict.asarray(...)")
         self._a = a
+        self._base = None
+        if a.base is None:
+            _owners[id(a)] = self               # so that a view's .base finds this array
+
+    @property
+    def base(self):
+        """The strict array that owns this view's memory (None for an owner), as cupy's
+        `.base`: the same object for every view of it, so memory can be counted once."""
+        b = self._a.base
+        if not isinstance(b, np.ndarray):
+            return None
+        if self._base is None or self._base._a is not b:
+            owner = _owners.get(id(b))
+            self._base = owner if owner is not None and owner._a is b else StrictArray(b)
+        return self._base
 
     # -- the ways out -------------------------------------------------------------------
     def get(self):
@@ -231,9 +248,9 @@ class StrictArray:
     nbytes = property(lambda self: self._a.nbytes)
     strides = property(lambda self: self._a.strides)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: StrictArray(self._a.T))
-    real = property(lambda self: StrictArray(self._a.real))
-    imag = property(lambda self: StrictArray(self._a.imag))
+    T = property(lambda self: _wrap(self._a.T))
+    real = property(lambda self: _wrap(self._a.real))
+    imag = property(lambda self: _wrap(self._a.imag))
 
     def __len__(self):
         return len(self._a)
@@ -256,16 +273,16 @@ class StrictArray:
 
     # -- arithmetic (generated below) ---------------------------------------------------
     def __neg__(self):
-        return StrictArray(-self._a)
+        return _wrap(-self._a)
 
     def __pos__(self):
-        return StrictArray(+self._a)
+        return _wrap(+self._a)
 
     def __abs__(self):
-        return StrictArray(builtins.abs(self._a))
+        return _wrap(builtins.abs(self._a))
 
     def __invert__(self):
-        return StrictArray(~self._a)
+        return _wrap(~self._a)
 
 
 def _index(key):
