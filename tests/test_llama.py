@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from minilm.backend import asarray, to_numpy
 from minilm.check import gradcheck
 from minilm.ops.gqa import check_gqa_heads, repeat_kv_backward, repeat_kv_forward
 from minilm.ops.rmsnorm import rmsnorm_backward, rmsnorm_forward
@@ -215,7 +216,7 @@ def test_save_and_load_round_trip(tmp_path):
         model.save_pretrained(tmp_path / "m")
         back = type(model).from_pretrained(tmp_path / "m", dtype="float64")
         ids = np.array([[1, 2, 3, 4]])
-        np.testing.assert_array_equal(back(ids).logits, model(ids).logits)
+        np.testing.assert_array_equal(to_numpy(back(ids).logits), to_numpy(model(ids).logits))
 
 
 def test_bad_configs_and_inputs_are_clear_errors(tmp_path):
@@ -246,30 +247,31 @@ def test_one_attention_layer_and_one_block_for_every_model():
     assert [n for n, _ in attn.named_children()] == ["q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"]
     x = np.random.default_rng(0).standard_normal((1, 3, 8))
     with pytest.raises(ValueError, match="rotary: pass rope"):
-        attn.forward(x)
+        attn.forward(asarray(x))
     with pytest.raises(ValueError, match="grouped-query"):
         attn.prune_heads([0])
     with pytest.raises(ValueError, match="fused=True is GPT-2's c_attn"):
         MultiHeadAttention(8, 4, names=("c_attn", "c_proj"), fused=True, n_kv_head=2)
     plain = MultiHeadAttention(8, 2, dtype="float64")
     with pytest.raises(ValueError, match="rotary=False"):
-        plain.forward(x, rope=tables(np.arange(3)[None], 4))
+        plain.forward(asarray(x), rope=tables(np.arange(3)[None], 4))
     # grouped-query attention with RoPE on its own, against a loop over query heads that reads
     # key/value head h // n_rep
     gqa = MultiHeadAttention(8, 4, dtype="float64", rng=np.random.default_rng(1), std=0.5, causal=True,
                              n_kv_head=2, head_dim=4, bias=False, rotary=True)
     cos, sin = tables(np.arange(3)[None], 4)
-    out = gqa.forward(x, rope=(cos, sin))
-    q = rope_forward((x @ gqa.q.weight.data).reshape(1, 3, 4, 4).transpose(0, 2, 1, 3), cos, sin)[0]
-    k = rope_forward((x @ gqa.k.weight.data).reshape(1, 3, 2, 4).transpose(0, 2, 1, 3), cos, sin)[0]
-    v = (x @ gqa.v.weight.data).reshape(1, 3, 2, 4).transpose(0, 2, 1, 3)
+    out = to_numpy(gqa.forward(asarray(x), rope=(asarray(cos), asarray(sin))))    # the reference on the host
+    W = {n: to_numpy(getattr(gqa, n).weight.data) for n in ("q", "k", "v", "o")}
+    q = rope_forward((x @ W["q"]).reshape(1, 3, 4, 4).transpose(0, 2, 1, 3), cos, sin)[0]
+    k = rope_forward((x @ W["k"]).reshape(1, 3, 2, 4).transpose(0, 2, 1, 3), cos, sin)[0]
+    v = (x @ W["v"]).reshape(1, 3, 2, 4).transpose(0, 2, 1, 3)
     heads = []
     for h in range(4):
         s = q[0, h] @ k[0, h // 2].T / 2.0 + np.triu(np.full((3, 3), -np.inf), 1)
         p = np.exp(s - s.max(-1, keepdims=True))
         heads.append((p / p.sum(-1, keepdims=True)) @ v[0, h // 2])
-    np.testing.assert_allclose(out[0], np.concatenate(heads, -1) @ gqa.o.weight.data, rtol=1e-12, atol=1e-14)
-    result = gradcheck(gqa, x, rope=(cos, sin))                       # and its backward
+    np.testing.assert_allclose(out[0], np.concatenate(heads, -1) @ W["o"], rtol=1e-12, atol=1e-14)
+    result = gradcheck(gqa, x, rope=(asarray(cos), asarray(sin)))     # and its backward
     assert result.ok, f"\n{result}"
 
 
@@ -284,6 +286,7 @@ CASES = {"llama_gqa": LlamaForCausalLM, "llama_mha_tied": LlamaForCausalLM, "qwe
 
 
 def max_rel(a, b):
+    a, b = to_numpy(a), to_numpy(b)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
 
 
@@ -338,7 +341,7 @@ def test_hidden_states_and_their_extra_gradients_match_transformers(case):
         assert max_rel(h, ref[f"hidden_{i}"]) < 1e-10, i
     dhs = tuple(ref[f"dhidden_{i}"] if f"dhidden_{i}" in ref.files else None for i in range(L1))
     assert dhs[1] is None and dhs[0] is not None and dhs[-1] is not None
-    hloss = out.loss + sum(float((h * g).sum()) for h, g in zip(out.hidden_states, dhs) if g is not None)
+    hloss = out.loss + sum(float((to_numpy(h) * g).sum()) for h, g in zip(out.hidden_states, dhs) if g is not None)
     assert hloss == pytest.approx(float(ref["hloss"]), rel=1e-10)
     model.zero_grad()
     assert model.backward(dhidden_states=dhs) is None
@@ -361,7 +364,7 @@ def test_only_hidden_states_in_the_loss(i):
     mask = np.ones((2, 5), dtype=int)
     mask[0, 4:] = 0
     out = model(ids, attention_mask=mask, output_hidden_states=True)
-    gs = [rng.standard_normal(h.shape) for h in out.hidden_states]
+    gs = [asarray(rng.standard_normal(h.shape)) for h in out.hidden_states]
     dhs = (None,) + tuple(gs[1:])                             # the embeddings' entry skipped
 
     def f():
@@ -372,7 +375,7 @@ def test_only_hidden_states_in_the_loss(i):
     model.zero_grad()
     model.backward(dhidden_states=dhs)
     params = model.parameters()
-    dirs = [rng.standard_normal(p.data.shape) for p in params]
+    dirs = [asarray(rng.standard_normal(p.data.shape)) for p in params]
     analytic = sum(float((p.grad * r).sum()) for p, r in zip(params, dirs))
     eps = 1e-6
 
@@ -527,15 +530,15 @@ def test_inspection_interface_attentions_hidden_states_and_inputs_embeds():
     ids = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
     out = model(ids, labels=ids, output_attentions=True, output_hidden_states=True)
     assert len(out.attentions) == 2 and out.attentions[0].shape == (2, 4, 4, 4)
-    np.testing.assert_allclose(out.attentions[1].sum(-1), 1.0, rtol=1e-12)
-    assert np.triu(out.attentions[0][0, 0], 1).max() == 0                      # causal
+    np.testing.assert_allclose(to_numpy(out.attentions[1].sum(-1)), 1.0, rtol=1e-12)
+    assert np.triu(to_numpy(out.attentions[0][0, 0]), 1).max() == 0            # causal
     assert len(out.hidden_states) == 3 and out.hidden_states[0].shape == (2, 4, 8)
     embeds = model.model.embed_tokens.weight.data[ids]
     out2 = model(inputs_embeds=embeds, labels=ids)
-    np.testing.assert_array_equal(out2.logits, out.logits)
+    np.testing.assert_array_equal(to_numpy(out2.logits), to_numpy(out.logits))
     model.zero_grad()
     dembeds = model.backward()                                                   # d loss / d inputs_embeds
-    r = np.random.default_rng(0).standard_normal(embeds.shape)                   # one random direction
+    r = asarray(np.random.default_rng(0).standard_normal(embeds.shape))          # one random direction
     h = 1e-5
     numeric = (float(model(inputs_embeds=embeds + h * r, labels=ids).loss)
                - float(model(inputs_embeds=embeds - h * r, labels=ids).loss)) / (2 * h)
