@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import minilm
+from minilm.backend import asarray
 from minilm.models import Seq2SeqTransformer, TransformerConfig
 
 from conftest import FIXTURES, grad_close
@@ -154,32 +155,33 @@ def test_seq2seq_states_and_attentions_are_consistent(norm_first):
     model = tiny_seq2seq(norm_first)
     out = model(SRC, attention_mask=SRC_MASK, labels=LABELS, output_attentions=True,
                 output_hidden_states=True)
-    enc, dec = out.encoder_hidden_states, out.decoder_hidden_states
+    host = minilm.to_numpy                                      # outputs live on the active backend
+    enc, dec = [host(h) for h in out.encoder_hidden_states], [host(h) for h in out.decoder_hidden_states]
     assert len(enc) == len(dec) == 3
-    assert np.array_equal(enc[-1], out.encoder_last_hidden_state)
-    E = model.decoder.embed_tokens.weight.data
-    assert np.allclose(dec[-1] @ E.T, out.logits, rtol=0, atol=1e-12)
+    assert np.array_equal(enc[-1], host(out.encoder_last_hidden_state))
+    E = host(model.decoder.embed_tokens.weight.data)
+    assert np.allclose(dec[-1] @ E.T, host(out.logits), rtol=0, atol=1e-12)
     # the entries are the stacks' inputs: layer i's input is state i
     src_mask = (SRC_MASK != 0)[:, None, None, :]
-    x = model.encoder.layers[1].forward(enc[1], key_mask=src_mask)
+    x = model.encoder.layers[1].forward(out.encoder_hidden_states[1], key_mask=asarray(src_mask))
     if not norm_first:
-        assert np.allclose(x, enc[2], rtol=0, atol=1e-12)
+        assert np.allclose(host(x), enc[2], rtol=0, atol=1e-12)
     B, H, S, T = 2, 2, 5, 4
-    for a in out.encoder_attentions:
+    for a in map(host, out.encoder_attentions):
         assert a.shape == (B, H, S, S) and np.allclose(a.sum(-1), 1.0)
         assert np.all(a[1, :, :, 4] == 0.0)                     # the padded source key
-    for a in out.decoder_attentions:
+    for a in map(host, out.decoder_attentions):
         assert a.shape == (B, H, T, T) and np.all(np.triu(a, k=1) == 0.0)   # causal
-    for a in out.cross_attentions:
+    for a in map(host, out.cross_attentions):
         assert a.shape == (B, H, T, S) and np.all(a[1, :, :, 4] == 0.0)
     # layer 0's encoder attention, recomputed from its input state (post-LN reads it as is)
     if not norm_first:
         attn = model.encoder.layers[0].self_attn
-        q = (enc[0] @ attn.q.weight.data + attn.q.bias.data).reshape(B, S, H, 4).transpose(0, 2, 1, 3)
-        k = (enc[0] @ attn.k.weight.data + attn.k.bias.data).reshape(B, S, H, 4).transpose(0, 2, 1, 3)
+        q = (enc[0] @ host(attn.q.weight.data) + host(attn.q.bias.data)).reshape(B, S, H, 4).transpose(0, 2, 1, 3)
+        k = (enc[0] @ host(attn.k.weight.data) + host(attn.k.bias.data)).reshape(B, S, H, 4).transpose(0, 2, 1, 3)
         s = q @ k.transpose(0, 1, 3, 2) / 2.0 + np.where(src_mask, 0.0, -np.inf)
         p = np.exp(s - s.max(-1, keepdims=True))
-        assert np.allclose(p / p.sum(-1, keepdims=True), out.encoder_attentions[0], atol=1e-12)
+        assert np.allclose(p / p.sum(-1, keepdims=True), host(out.encoder_attentions[0]), atol=1e-12)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -194,7 +196,7 @@ def test_seq2seq_gradients_with_hidden_state_terms_and_inputs_embeds(norm_first)
 
     def f():
         o = model(inputs_embeds=emb, attention_mask=SRC_MASK, labels=LABELS, output_hidden_states=True)
-        return o.loss + sum(float((h * g).sum()) for hs, gs in ((o.encoder_hidden_states, genc),
+        return o.loss + sum(float((minilm.to_numpy(h) * g).sum()) for hs, gs in ((o.encoder_hidden_states, genc),
                                                                 (o.decoder_hidden_states, gdec))
                             for h, g in zip(hs, gs) if g is not None)
 
@@ -218,7 +220,7 @@ def test_seq2seq_gradients_with_hidden_state_terms_and_inputs_embeds(norm_first)
     a = model(SRC, attention_mask=SRC_MASK, labels=LABELS).logits
     e = model.encoder.embed_tokens.weight.data[SRC] * model.encoder.scale
     b = model(inputs_embeds=e, attention_mask=SRC_MASK, labels=LABELS).logits
-    assert np.allclose(a, b, rtol=0, atol=1e-12)
+    assert np.allclose(minilm.to_numpy(a), minilm.to_numpy(b), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("family", ["gpt", "bert"])
