@@ -366,3 +366,14 @@ def test_cross_entropy_reads_the_host_once_and_still_names_bad_targets(on_strict
     with pytest.raises(ValueError, match=r"targets must be in \[0, 5\) or -100; got values in \[0, 7\]"):
         cross_entropy_forward(logits, device([1, -100, 7, 0], np.int64))
     assert cross_entropy_forward(logits, device([-100] * 4, np.int64))[0] == 0.0
+
+
+def test_base_is_the_owning_array_one_object_per_owner_as_cupys():
+    a = strict.zeros((4, 4))
+    v, t, r = a[1:], a.T, a.reshape(16)
+    assert a.base is None
+    assert v.base is a and t.base is a and r.base is a          # every view finds the same owner
+    b = a + 1                                                   # a new array owns its memory
+    assert b.base is None and b.reshape(2, 8).base is b
+    v[0, 0] = 5.0
+    assert float(a[1, 0]) == 5.0                                # a view writes into its owner
