@@ -31,7 +31,7 @@ def _add_model_args(p, **defaults):
                         "when n_head is even, grouped-query attention; n_head: multi-head)")
     p.add_argument("--intermediate-size", type=int, default=None,
                    help="llama: SwiGLU width F (default: the F that gives GPT-2's parameter count)")
-    p.add_argument("--rope-theta", type=float, default=10000.0, help="llama: RoPE base")
+    p.add_argument("--rope-theta", type=float, default=None, help="llama: RoPE base (default 10000)")
     p.add_argument("--n-layer", type=int, default=d["n_layer"])
     p.add_argument("--n-head", type=int, default=d["n_head"])
     p.add_argument("--n-embd", type=int, default=d["n_embd"])
@@ -92,10 +92,11 @@ def build_model(args, vocab_size):
     from .models import GPT, GPTConfig, LlamaConfig, LlamaForCausalLM
     arch = getattr(args, "arch", "gpt2")
     if arch == "gpt2":
-        for flag, value in (("--n-kv-head", args.n_kv_head), ("--intermediate-size", args.intermediate_size)):
+        for flag, value in (("--n-kv-head", args.n_kv_head), ("--intermediate-size", args.intermediate_size),
+                            ("--rope-theta", args.rope_theta)):
             if value is not None:
                 raise SystemExit(f"{flag} is a Llama setting: add --arch llama (GPT-2 has n_head key/value "
-                                 "heads and a 4 n_embd MLP)")
+                                 "heads, a 4 n_embd MLP and learned positions)")
         config = GPTConfig(vocab_size=vocab_size, n_positions=args.block_size, n_embd=args.n_embd,
                            n_layer=args.n_layer, n_head=args.n_head, resid_pdrop=args.dropout,
                            embd_pdrop=args.dropout, attn_pdrop=args.dropout, seed=args.seed,
@@ -117,7 +118,8 @@ def build_model(args, vocab_size):
         config = LlamaConfig(vocab_size=vocab_size, hidden_size=args.n_embd, intermediate_size=F,
                              num_hidden_layers=args.n_layer, num_attention_heads=args.n_head,
                              num_key_value_heads=H_kv, max_position_embeddings=args.block_size,
-                             rope_theta=args.rope_theta, tie_word_embeddings=True, seed=args.seed,
+                             rope_theta=10000.0 if args.rope_theta is None else args.rope_theta,
+                             tie_word_embeddings=True, seed=args.seed,
                              bos_token_id=0, eos_token_id=0)
     except ValueError as e:                              # GQA heads, odd head_dim: say which flag
         raise SystemExit(f"--arch llama: {e} (flags --n-head, --n-kv-head, --n-embd, --intermediate-size)") from None

@@ -68,6 +68,7 @@ def test_train_arch_llama_writes_a_run_folder_and_sample_reads_it(tmp_path, caps
     assert cfg["model_type"] == "llama" and cfg["architectures"] == ["LlamaForCausalLM"]
     assert (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]) == (4, 2, 4)
     assert cfg["tie_word_embeddings"] and cfg["max_position_embeddings"] == 16
+    assert cfg["rope_theta"] == 10000.0 and cfg["intermediate_size"] > 0
     history = json.load(open(out / "history.json"))
     assert [h["step"] for h in history if "eval_loss" in h] and all(
         h["loss"] == h["loss"] for h in history if "loss" in h)            # finite, logged
@@ -98,6 +99,7 @@ def test_llama_default_width_matches_gpt2_parameter_count():
     (["--arch", "llama", "--n-head", "4", "--n-kv-head", "3"], r"must be a multiple of num_key_value_heads \(3\)"),
     (["--arch", "llama", "--n-embd", "12", "--n-head", "4"], "head_dim must be even"),
     (["--n-kv-head", "2"], "--n-kv-head is a Llama setting"),
+    (["--rope-theta", "500000"], "--rope-theta is a Llama setting"),
     (["--arch", "bert"], "invalid choice"),
 ])
 def test_train_bad_llama_flags_are_clear_errors(tmp_path, extra, message, capsys):
