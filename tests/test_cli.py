@@ -162,3 +162,5 @@ def test_bench_arch_compares_gpt2_and_llama_at_equal_size(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "KV cache B/token" in printed and "Llama, H_kv = 1 (MQA)" in printed
     assert "python -m minilm train --n-layer 2" in models[1]["command"] and "--arch llama" in models[1]["command"]
+    from minilm.bench.suite import arch_variants                # the wide config has 6 heads
+    assert [f[-1] for _, f in arch_variants(6)[1:]] == ["6", "3", "1"] and len(arch_variants(2)) == 3

@@ -27,7 +27,7 @@ precision a training step in fp32 and in fp16 mixed precision (Trainer(precision
 converge  the baby recipe for 2000 iterations on a char-level corpus with the Trainer, and
           the validation loss estimated like nanoGPT's estimate_loss; writes a loss curve.
 arch      GPT-2 against Llama at equal parameter count and equal steps: `python -m minilm
-          train` (--arch gpt2, then --arch llama with 4, 2 and 1 key/value heads) on the
+          train` (--arch gpt2, then --arch llama with H, H/2 and 1 key/value heads) on the
           bundled corpus; validation loss, step time (interleaved rounds) and the KV cache's
           bytes per token (grouped-query attention's saving). Not in "all".
 
@@ -823,10 +823,13 @@ def bench_dist(world_sizes=(1, 2), config="baby", steps=8,
 # arch: GPT-2 against Llama at equal size
 # ----------------------------------------------------------------------------------------
 
-ARCHS = [("GPT-2", []),                                            # (label, extra train flags)
-         ("Llama, H_kv = H (MHA)", ["--arch", "llama", "--n-kv-head", "4"]),
-         ("Llama, H_kv = H/2 (GQA)", ["--arch", "llama", "--n-kv-head", "2"]),
-         ("Llama, H_kv = 1 (MQA)", ["--arch", "llama", "--n-kv-head", "1"])]
+def arch_variants(n_head):
+    """[(label, extra `train` flags)]: GPT-2, then Llama with H, H/2 (when H is even) and 1
+    key/value heads."""
+    kv = [(n_head, "H (MHA)")] + ([(n_head // 2, "H/2 (GQA)")] if n_head % 2 == 0 and n_head > 2 else []) \
+        + ([(1, "1 (MQA)")] if n_head > 1 else [])
+    return [("GPT-2", [])] + [(f"Llama, H_kv = {name}", ["--arch", "llama", "--n-kv-head", str(h)])
+                              for h, name in kv]
 
 
 def bench_arch(config="baby", iters=1000, eval_iters=100, seed=1337, data_file=None, rounds=5, steps=10,
@@ -840,7 +843,7 @@ def bench_arch(config="baby", iters=1000, eval_iters=100, seed=1337, data_file=N
     checked against minilm.costs.kv_cache_memory).
 
     config: a CONFIGS name or a dict with n_layer, n_head, n_embd, block_size, batch_size.
-    archs: [(label, extra `train` flags)], default ARCHS (the KV-head counts are for H = 4).
+    archs: [(label, extra `train` flags)], default arch_variants(n_head).
     """
     import tempfile
     from ..__main__ import _add_model_args, build_model, train_run
@@ -849,9 +852,9 @@ def bench_arch(config="baby", iters=1000, eval_iters=100, seed=1337, data_file=N
     from ..tokenizers import CharTokenizer
     from ..training.optim import AdamW, param_groups_with_decay
     say = print if verbose else (lambda *a, **k: None)
-    archs = archs or ARCHS
     out = out or tempfile.mkdtemp(prefix="minilm_bench_arch_")
     b = CONFIGS[config] if isinstance(config, str) else config
+    archs = archs or arch_variants(b["n_head"])
     common = ["--n-layer", str(b["n_layer"]), "--n-head", str(b["n_head"]), "--n-embd", str(b["n_embd"]),
               "--block-size", str(b["block_size"]), "--batch-size", str(b["batch_size"]),
               "--max-iters", str(iters), "--eval-every", str(max(1, iters // 2)),
