@@ -52,7 +52,8 @@ class MaskedLinear(Module):
     def __init__(self, base, mask=None):
         self.weight, self.bias = base.weight, base.bias
         xp = get_xp(self.weight.data)
-        self.mask = xp.ones_like(self.weight.data) if mask is None else mask.astype(self.weight.data.dtype)
+        # a mask given on the host (or as a list) moves to the weight's backend
+        self.mask = xp.ones_like(self.weight.data) if mask is None else xp.asarray(mask, dtype=self.weight.data.dtype)
         self.weight.data *= self.mask                        # pruned weights start at zero
         self.cache = None
 
