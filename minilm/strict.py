@@ -422,6 +422,7 @@ _FUNCTIONS = [
     # creation
     "zeros", "ones", "empty", "full", "zeros_like", "ones_like", "empty_like", "full_like",
     "arange", "linspace", "eye", "identity", "tril", "triu", "ascontiguousarray",
+    "asfortranarray",
     # shape and joining
     "concatenate", "stack", "vstack", "hstack", "split", "array_split", "reshape",
     "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze", "broadcast_to",
