@@ -46,7 +46,13 @@ strict backend differs on purpose):
   NumPy also takes size-1 arrays); `bool()` and `.item()` on size-1 arrays; `format(a,
   ".3f")` on 0-d arrays. `operator.index(a)` fails as on CuPy, so `range(a)` and
   `lst[a]` are TypeErrors: read the value with `int(a)` first.
-- Strict arrays are unhashable and are not `numpy.ndarray` instances.
+- Strict arrays are unhashable and are not `numpy.ndarray` instances; `.base` is the
+  strict array owning a view's memory, one object per owner, as `cupy.ndarray.base`.
+- `xp` ufuncs refuse Python lists, as CuPy's do ("Unsupported type <class 'list'>");
+  `xp.copyto(dst, host_array)` is a TypeError [CuPy: ValueError].
+- `xp.random.default_rng(seed)` draws NumPy's numbers (as strict arrays), so a seeded run
+  gives the same numbers as on NumPy [CuPy's generators give other streams].
+- Not checked on CuPy: `bool()` of a size-1 array with ndim > 0 (NumPy's answer is kept).
 
 Every read of device data on the host is counted: `float/int/bool/complex/item/tolist`,
 `.get()`, `minilm.to_numpy`, `format`, `str`/`repr`, `x in a`, and a slice bound that is
