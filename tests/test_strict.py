@@ -158,8 +158,9 @@ def test_matmul_and_in_place_operators_refuse_host_arrays():
     lambda xp, a, h: xp.zeros_like(h),                       # and this one
     lambda xp, a, h: xp.add(a, a, out=h),
     lambda xp, a, h: xp.add.at(a, h.astype(np.int64), 1.0),   # and this one
+    lambda xp, a, h: xp.copyto(a, h),                        # CuPy: ValueError
 ], ids=["exp", "concatenate", "stack", "where", "maximum", "matmul", "einsum",
-        "take_along_axis", "zeros_like", "out=", "add.at"])
+        "take_along_axis", "zeros_like", "out=", "add.at", "copyto"])
 def test_xp_functions_refuse_host_arrays(call):
     a, h = device([1.0, 2.0, 3.0]), np.zeros(3, np.float32)
     with pytest.raises(TypeError, match=MIXING):
