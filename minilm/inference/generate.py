@@ -111,14 +111,13 @@ def _generate(model, ids, max_new_tokens, do_sample, temperature, top_k, top_p, 
                 ctx = out[:, max(0, T - n_ctx):T]
                 logits = model.forward(ctx).logits[:, -1]
                 model.clear_caches()
-            last = to_numpy(logits)                                   # (B, V)
-            if do_sample:
-                z = filter_logits(last, temperature, top_k, top_p)
+            if do_sample:                                             # on the host: one (B, V) row
+                z = filter_logits(to_numpy(logits), temperature, top_k, top_p)
                 p = np.exp(z - z.max(axis=-1, keepdims=True))
                 p /= p.sum(axis=-1, keepdims=True)
                 nxt = np.array([rng.choice(p.shape[-1], p=row) for row in p])
-            else:
-                nxt = last.argmax(axis=-1)
+            else:                                                     # greedy: B ids cross, not B x V
+                nxt = to_numpy(logits.argmax(axis=-1)).astype(np.int64, copy=False)
             if eos_token_id is not None:
                 nxt = np.where(done, eos_token_id, nxt)
                 done |= nxt == eos_token_id
