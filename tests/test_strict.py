@@ -378,3 +378,16 @@ def test_base_is_the_owning_array_one_object_per_owner_as_cupys():
     assert b.base is None and b.reshape(2, 8).base is b
     v[0, 0] = 5.0
     assert float(a[1, 0]) == 5.0                                # a view writes into its owner
+
+
+def test_greedy_generation_reads_the_host_once_per_new_token(on_strict):
+    """One sync per token (the chosen ids; greedy takes its argmax on the device), plus the
+    prompt's check; the tokens are NumPy's."""
+    from minilm.models import GPT, GPTConfig
+    cfg = dict(vocab_size=13, n_positions=32, n_embd=8, n_layer=2, n_head=2, seed=0)
+    prompt = np.random.default_rng(0).integers(0, 13, (2, 3))
+    out = GPT(GPTConfig(**cfg)).generate(prompt, 6)
+    assert host_transfers() == 1 + 6, host_transfer_log()
+    assert [w.split(" in ")[-1] for _, w in host_transfer_log()[1:]] == ["_generate"] * 6
+    minilm.set_backend("numpy")
+    np.testing.assert_array_equal(out, GPT(GPTConfig(**cfg)).generate(prompt, 6))
