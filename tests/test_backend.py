@@ -9,7 +9,7 @@ import minilm
 from minilm.backend import cupy_available, get_xp, to_numpy
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "minilm")
-COMPUTE = ["ops", "layers", "models", "training/optim.py"]
+COMPUTE = ["ops", "layers", "models", "training/optim.py", "training/precision.py"]
 # The gradient checker lives with the ops it checks, but it is not compute code: it perturbs
 # inputs one element at a time in float64 on the host, by design.
 NOT_COMPUTE = {os.path.join("ops", "check.py")}

@@ -252,3 +252,33 @@ def test_position_embeddings_have_per_example_gradients(family):
     # the batch loss is a mean over both examples' terms (GPT: 3 + 3 predicted tokens, BERT: 2
     # labels), example 0's alone over half as many
     assert np.allclose(g[0] * 2.0, minilm.to_numpy(table.grad), rtol=1e-9, atol=1e-12), out.loss
+
+
+@pytest.mark.parametrize("arch", ["gpt", "llama"])
+def test_forward_generate_backward_on_inputs_embeds(arch):
+    """generate() between a forward on inputs_embeds and its backward leaves the backward's
+    state alone (caches and what else the forward kept): the same d loss / d embeds."""
+    from minilm.models import GPT, GPTConfig, LlamaConfig, LlamaForCausalLM
+    if arch == "gpt":
+        model = GPT(GPTConfig(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2, seed=0),
+                    dtype="float64")
+    else:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=11, hidden_size=8, intermediate_size=12,
+                                             num_hidden_layers=1, num_attention_heads=2,
+                                             num_key_value_heads=1, max_position_embeddings=16,
+                                             seed=0), dtype="float64")
+    model.eval()
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 11, (2, 5))
+    embeds = minilm.backend.asarray(rng.standard_normal((2, 5, 8)))
+
+    def grad(generate_between):
+        model.zero_grad()
+        model(inputs_embeds=embeds, labels=ids)
+        if generate_between:
+            for use_cache in (False, True):
+                model.generate(ids[:1, :3], max_new_tokens=2, use_cache=use_cache)
+        return minilm.to_numpy(model.backward())
+    want = grad(False)
+    assert want.shape == (2, 5, 8) and np.abs(want).max() > 0
+    np.testing.assert_array_equal(grad(True), want)

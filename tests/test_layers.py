@@ -85,6 +85,22 @@ def test_cross_attention_source_and_target_lengths_differ(d, seed):
     ok(gradcheck(mha, x, mem, key_mask=pad_mask(rng, B, S)))
 
 
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_cached_cross_attention_equals_forward_with_shared_kv_heads(n_kv_head):
+    """project_memory + forward_memory (decoding) give forward(x, memory) exactly, also when
+    the key/value heads are shared by groups of query heads."""
+    rng = np.random.default_rng(0)
+    B, T, S, C = 2, 3, 5, 8
+    mha = MultiHeadAttention(C, 4, dtype=F64, rng=rng, std=0.5, n_kv_head=n_kv_head).eval()
+    x, mem = rng.standard_normal((B, T, C)), rng.standard_normal((B, S, C))
+    mask = pad_mask(rng, B, S)
+    want = to_numpy(mha.forward(asarray(x), asarray(mem), key_mask=asarray(mask)))
+    k, v = mha.project_memory(asarray(mem))
+    assert k.shape == v.shape == (B, 4, S, C // 4)
+    got = to_numpy(mha.forward_memory(asarray(x), k, v, key_mask=asarray(mask)))
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
 def test_shape_strategies_really_vary():
     """A narrow strategy shows here: draw many times and look at the spread (the old
     assume()-filtered strategies kept only B = 1 and T in {4, 5})."""

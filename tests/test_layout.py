@@ -45,14 +45,23 @@ def _python_files():
 
 
 def _relative_imports(path, rel):
-    """(target as 'top.sub', at module level?) for each relative import of the file."""
+    """(target as 'top.sub', at module level?) for each import of minilm code in the file:
+    relative ones, and absolute `import minilm.x` / `from minilm.x import` (old paths
+    mapped to where the module lives now)."""
     tree = ast.parse(open(path, encoding="utf-8").read())
     module_level = set(id(n) for n in tree.body)
     package = rel.split("/")[:-1]
     for node in ast.walk(tree):
+        names = []
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[:len(package) - (node.level - 1)]
-            target = base + (node.module.split(".") if node.module else [])
+            names = [base + (node.module.split(".") if node.module else [])]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minilm."):
+            names = [_moved.new_name(node.module).split(".")[1:]]
+        elif isinstance(node, ast.Import):
+            names = [_moved.new_name(a.name).split(".")[1:] for a in node.names
+                     if a.name.startswith("minilm.")]
+        for target in names:
             if target:
                 yield ".".join(target), id(node) in module_level
 
@@ -82,8 +91,10 @@ def test_the_floor_check_sees_an_upward_import(tmp_path):
     bad = tmp_path / "layers" / "x.py"
     bad.parent.mkdir()
     bad.write_text("from ..training.trainer import Trainer\n")
-    (target, module_level), = _relative_imports(str(bad), "layers/x.py")
-    assert target == "training.trainer" and module_level
+    bad.write_text("from ..training.trainer import Trainer\n"
+                   "def f():\n    import minilm.train\n    from minilm.optim import AdamW\n")
+    found = list(_relative_imports(str(bad), "layers/x.py"))
+    assert found == [("training.trainer", True), ("training.trainer", False), ("training.optim", False)]
     assert FLOORS["training"] > FLOORS["layers"]
 
 
@@ -112,6 +123,14 @@ def test_submodules_and_from_imports_through_an_old_path():
     assert _moved.new_name("minilm.models.gpt") == "minilm.models.gpt"
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("minilm.train.nonexistent")
+
+
+def test_old_modules_are_attributes_of_the_package():
+    r = subprocess.run([sys.executable, "-c", "import minilm; print(minilm.check.numerical_grad.__name__, "
+                        "minilm.losses.__name__); minilm.nothing_here"], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.stdout.split() == ["numerical_grad", "minilm.ops.losses"], r.stderr[-2000:]
+    assert "has no attribute 'nothing_here'" in r.stderr
 
 
 @pytest.mark.parametrize("module", ["minilm.compress", "minilm.course", "minilm"])

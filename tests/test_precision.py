@@ -268,7 +268,8 @@ def test_loss_scaler_halves_on_overflow_and_grows_after_n_good_steps():
 
 def test_loss_scaler_bad_arguments_and_underflow():
     for kw in ({"init_scale": 0}, {"init_scale": math.inf}, {"growth_factor": 1.0},
-               {"backoff_factor": 1.0}, {"growth_interval": 0}, {"growth_interval": 2.5}):
+               {"backoff_factor": 1.0}, {"growth_interval": 0}, {"growth_interval": 2.5},
+               {"init_scale": 1000.0}, {"growth_factor": 3.0}, {"backoff_factor": 0.3}):
         with pytest.raises(ValueError):
             LossScaler(**kw)
     s = LossScaler(init_scale=2.0 ** -24)          # one halving below the smallest useful scale

@@ -12,7 +12,8 @@ master weights and dynamic loss scaling; PyTorch: torch.autocast(float16) + Grad
 minilm on CuPy and, when torch with CUDA is importable in the same Python, for PyTorch eager
 on the same GPU (nanoGPT's model from minilm/bench/torch_ref.py). Then KV-cache decoding
 (bench_kvcache on the CuPy backend). Reported: median ms/step, tokens/s, and the peak of
-device memory each framework's allocator held during the steps.
+device memory each framework's caching allocator held (reserved, not only in use: CuPy's
+pool total_bytes, torch.cuda.max_memory_reserved) during the steps.
 
 The numbers are for the record in BENCHMARKS.md; nothing here is asserted.
 """
@@ -82,10 +83,8 @@ def torch_step(size, precision, warmup, steps):
 
     from . import torch_ref
     cfg = dict(SIZES[size], **RECIPE)
-    model, opt, ids = torch_ref.build(cfg)
-    model, ids = model.cuda(), ids.cuda()
-    opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], betas=RECIPE["betas"],
-                            weight_decay=RECIPE["weight_decay"])
+    model, opt, ids = torch_ref.build(cfg)      # AdamW with decay on matrices only, as minilm's
+    model, ids = model.cuda(), ids.cuda()         # in place: the optimiser keeps its parameters
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
 
     def step():
@@ -114,7 +113,7 @@ def torch_step(size, precision, warmup, steps):
     ms = _median_ms(times)
     result = {"framework": f"PyTorch {torch.__version__} eager", "size": size, "precision": precision,
               "median_ms": ms, "tokens_per_s": tokens / (ms / 1e3),
-              "peak_mb": torch.cuda.max_memory_allocated() / 2**20, "loss": loss}
+              "peak_mb": torch.cuda.max_memory_reserved() / 2**20, "loss": loss}
     return result                                   # the caller empties torch's cache
 
 
@@ -127,6 +126,15 @@ def _torch_cuda():
 
 
 def run(sizes=("baby", "wide", "gpt2"), precisions=("fp32", "fp16"), json_path=None, kvcache=True):
+    from ..backend import get_backend, set_backend
+    before = get_backend()
+    try:
+        return _run(sizes, precisions, json_path, kvcache)
+    finally:
+        set_backend(before)
+
+
+def _run(sizes, precisions, json_path, kvcache):
     import cupy
     props = cupy.cuda.runtime.getDeviceProperties(0)
     gpu = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])

@@ -1,4 +1,5 @@
-"""Benchmarks: `python -m minilm bench {step,memory,kvcache,converge,precision,arch,all}` (see BENCHMARKS.md).
+"""Benchmarks: `python -m minilm bench {step,memory,kvcache,converge,dist,precision,arch,gpu,all}`
+(see BENCHMARKS.md; `gpu` is minilm/bench/gpu.py).
 
     python -m minilm bench step --config baby --torch-python /path/to/venv/bin/python
     python -m minilm bench memory --config wide --torch-python ...
@@ -321,7 +322,7 @@ def _memory_child(config, steps, batch_size=None, use_tracemalloc=False):
     """Runs in a fresh interpreter: the memory a model build plus `steps` steps adds."""
     cfg = full_config(config, batch_size)
     import minilm.models  # noqa: F401  (imports done before the baseline is read)
-    import minilm.optim   # noqa: F401
+    import minilm.training.optim  # noqa: F401
     a = np.ones((64, 64), dtype=np.float32)
     a @ a                 # start the BLAS library (threads, buffers) first, as torch's child does
     if use_tracemalloc:

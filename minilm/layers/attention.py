@@ -244,10 +244,17 @@ class MultiHeadAttention(Module):
 
     def project_memory(self, memory):
         """Cross-attention keys and values of an encoder output, projected once per source:
-        (N, S, C) -> (k, v) each (N, H, S, D)."""
-        H = self.n_head
-        return self._inference(lambda: (split_heads(self.k.forward(memory), H),
-                                        split_heads(self.v.forward(memory), H)))
+        (N, S, C) -> (k, v) each (N, H, S, D) (shared key/value heads already repeated)."""
+        if self.rotary or self.q_norm is not None:
+            raise ValueError("project_memory: cached cross-attention has no rotary positions or "
+                             "q/k norm (this layer was built with them)")
+        H_kv = self.n_kv_head
+
+        def run():
+            k = split_heads(self.k.forward(memory), H_kv)                 # (N, H_kv, S, D)
+            v = split_heads(self.v.forward(memory), H_kv)
+            return repeat_kv_forward(k, self.n_rep)[0], repeat_kv_forward(v, self.n_rep)[0]
+        return self._inference(run)
 
     def forward_memory(self, x, memory_k, memory_v, key_mask=None):
         """Cross-attention over keys/values from `project_memory`: x (N, t, C) -> (N, t, C)."""

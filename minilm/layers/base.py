@@ -37,6 +37,7 @@ class Module:
     ``named_children()`` -> [(name, Module)], and write ``forward`` / ``backward``.
     """
     training = True
+    _forward_state = ()                 # attributes besides *cache that backward reads (preserve_caches)
 
     def own_parameters(self):
         return []
@@ -81,16 +82,19 @@ class Module:
         """Leave a pending forward's caches as they were after the block: forwards run inside
         it (generation, a probe) keep and clear caches of their own, and without this a
         `forward -> generate -> backward` would find nothing to backpropagate (in PyTorch,
-        generate does not touch the autograd graph either). A cache is any attribute whose
-        name ends in "cache" (`cache`, a model's `_loss_cache`)."""
-        saved = [(m, {k: v for k, v in vars(m).items() if k.endswith("cache")}) for m in self.modules()]
+        generate does not touch the autograd graph either). Saved: every attribute whose name
+        ends in "cache" (`cache`, a model's `_loss_cache`) and those a class names in
+        `_forward_state` (what else its forward leaves for its backward)."""
+        def kept(m, k):
+            return k.endswith("cache") or k in type(m)._forward_state
+        saved = [(m, {k: v for k, v in vars(m).items() if kept(m, k)}) for m in self.modules()]
         try:
             yield self
         finally:
-            for m, caches in saved:
-                for k in [k for k in vars(m) if k.endswith("cache") and k not in caches]:
+            for m, state in saved:
+                for k in [k for k in vars(m) if kept(m, k) and k not in state]:
                     delattr(m, k)
-                vars(m).update(caches)
+                vars(m).update(state)
 
     def num_parameters(self):
         return sum(int(p.size) for p in self.parameters())

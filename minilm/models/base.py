@@ -10,6 +10,7 @@ class PreTrainedModel(Module):
     """
     _loss_cache = None
     _head_cache = None
+    _forward_state = ("_embeds_given", "_hidden_shape")     # set by forward, read by backward
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)

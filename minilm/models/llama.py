@@ -151,6 +151,7 @@ class LlamaForCausalLM(Module):
         model.backward()                                           # grads of out.loss
     """
     config_class = LlamaConfig
+    _forward_state = ("_embeds_given", "_hidden_shape")     # set by forward, read by backward
 
     def __init__(self, config, dtype="float32"):
         require_config(type(self).__name__, config, self.config_class)

@@ -1,4 +1,5 @@
-"""Pure forward/backward pairs, one idea per file.
+"""Floor 1: pure forward/backward pairs, one idea per file, with the losses (losses.py) and
+the gradient checker that tests them (check.py: gradcheck, numerical_grad).
 
 Every op is `name_forward(arrays..., *, hyperparameters) -> (out, cache)` and
 `name_backward(dout, cache) -> grads` (in the order of the forward's array arguments).

@@ -62,12 +62,14 @@ class LossScaler:
 
     def __init__(self, init_scale=2.0 ** 16, growth_factor=2.0, backoff_factor=0.5,
                  growth_interval=2000, min_scale=2.0 ** -24):
-        if not (init_scale > 0 and math.isfinite(init_scale)):
-            raise ValueError(f"init_scale must be a positive finite number, got {init_scale!r}")
-        if not growth_factor > 1:
-            raise ValueError(f"growth_factor must be > 1, got {growth_factor!r}")
-        if not 0 < backoff_factor < 1:
-            raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor!r}")
+        def power_of_two(x):                # multiplying by one never rounds (module docstring)
+            return x > 0 and math.isfinite(x) and math.frexp(x)[0] == 0.5
+        if not power_of_two(init_scale):
+            raise ValueError(f"init_scale must be a power of two (2.0 ** k), got {init_scale!r}")
+        if not (growth_factor > 1 and power_of_two(growth_factor)):
+            raise ValueError(f"growth_factor must be a power of two > 1, got {growth_factor!r}")
+        if not (0 < backoff_factor < 1 and power_of_two(backoff_factor)):
+            raise ValueError(f"backoff_factor must be a power of two in (0, 1), got {backoff_factor!r}")
         if not (isinstance(growth_interval, int) and growth_interval >= 1):
             raise ValueError(f"growth_interval must be an int >= 1, got {growth_interval!r}")
         self.scale = float(init_scale)

@@ -90,7 +90,8 @@ class Trainer:
         precision.py): the forward and backward run on float16 copies of the float32
         weights, the optimiser updates the float32 masters, the loss is scaled dynamically.
         The model must be float32 and its backward must take `loss_scale` (GPT does); a
-        step_fn or a DataParallel model is not supported. Evaluation runs in float16 too.
+        step_fn or a DataParallel model is not supported. The evaluation loss is computed in
+        float16 too; an `eval_fn(model)` sees the float32 weights.
         `loss_scaler`: LossScaler(growth_interval=...) to change the scaling rules; its
         `events` (skips, halvings, growths) are also in each history record's
         "loss_scale_events", and every record has "loss_scale".
