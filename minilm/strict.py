@@ -141,8 +141,10 @@ class StrictArray:
                             "build strict arrays with minilm.strict.asarray(...)")
         self._a = a
         self._base = None
-        if a.base is None:
-            _owners[id(a)] = self               # so that a view's .base finds this array
+        if a.base is None:                      # so that a view's .base finds this array; the
+            owner = _owners.get(id(a))          # first wrapper of an owner stays its owner
+            if owner is None or owner._a is not a:
+                _owners[id(a)] = self
 
     @property
     def base(self):
@@ -478,7 +480,11 @@ class _Ufunc:
         return kw
 
     def __call__(self, *args, **kwargs):
-        return _wrap(self._uf(*self._args(args), **self._kwargs(kwargs)))
+        result = _wrap(self._uf(*self._args(args), **self._kwargs(kwargs)))
+        out = kwargs.get("out")
+        if out is not None:                     # as CuPy: the out= array itself comes back
+            return out[0] if isinstance(out, tuple) and len(out) == 1 else out
+        return result
 
     def at(self, a, indices, b=None):
         if type(a) is not StrictArray:

@@ -391,3 +391,16 @@ def test_greedy_generation_reads_the_host_once_per_new_token(on_strict):
     assert [w.split(" in ")[-1] for _, w in host_transfer_log()[1:]] == ["_generate"] * 6
     minilm.set_backend("numpy")
     np.testing.assert_array_equal(out, GPT(GPTConfig(**cfg)).generate(prompt, 6))
+
+
+def test_a_ufunc_with_out_returns_that_array_and_views_keep_their_owner(on_strict):
+    """As CuPy: `xp.add(c, 1, out=c)` returns `c` itself, and a later view's .base is still
+    `c` (a second wrapper of the same memory must not take over as its owner)."""
+    xp = on_strict
+    c = xp.zeros(5)
+    r = xp.add(c, 1.0, out=c)
+    assert r is c
+    assert xp.multiply(c, 2.0, out=(c,)) is c
+    del r
+    assert c[2:].base is c and c[:1].base is c
+    assert to_numpy(c).tolist() == [2.0] * 5
