@@ -330,6 +330,21 @@ def _write_results(out, results):
             json.dump(results, f, indent=2)
 
 
+def _run_numbers(history, seconds, t0):
+    """What every task reports about its run: times, first and last loss, steps."""
+    return {"train_seconds": seconds, "eval_seconds": time.perf_counter() - t0,
+            "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"], "steps": len(history)}
+
+
+def _save_task(out, model, tok, results):
+    """The fine-tuned model, its vocabulary and results.json into `out` (None: nothing saved)."""
+    if out is not None:
+        model.save_pretrained(out)
+        _save_vocab(tok, out)
+    _write_results(out, results)
+    return results
+
+
 def _settings(args, source, info, model):
     return {"model": source, "parameters": int(model.num_parameters()),
             "new_head": info["missing_keys"], **dataclasses.asdict(args)}
@@ -365,16 +380,10 @@ def run_sentiment(model_source="auto", args=None, out=None, progress=True, limit
     logits = predict(model, test_features, tok.pad_token_id)["logits"]
     pred = [int(np.argmax(l)) for l in logits]
     results["bert"] = {"accuracy": accuracy(y_test, pred), "f1": f1_score(y_test, pred),
-                       "train_seconds": seconds, "eval_seconds": time.perf_counter() - t0,
-                       "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"],
-                       "steps": len(history)}
+                       **_run_numbers(history, seconds, t0)}
     results["settings"] = _settings(args, source, info, model)
     results["history"] = [{"step": h["step"], "loss": h["loss"]} for h in history]
-    if out is not None:
-        model.save_pretrained(out)
-        _save_vocab(tok, out)
-    _write_results(out, results)
-    return results
+    return _save_task(out, model, tok, results)
 
 
 def _classification_feature(tok, text, label, max_length):
@@ -409,18 +418,12 @@ def run_ner(model_source="auto", args=None, out=None, progress=True, limit=None)
     results = {"task": "ner", "train_examples": len(train), "test_examples": len(test),
                "bert": {**scores, "word_accuracy": sum(p == t for r, ps in zip(test, pred_tags)
                                                        for p, t in zip(ps, r["tags"])) / words,
-                        "train_seconds": seconds, "eval_seconds": time.perf_counter() - t0,
-                        "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"],
-                        "steps": len(history)},
+                        **_run_numbers(history, seconds, t0)},
                "examples": [{"tokens": r["tokens"], "gold": r["tags"], "predicted": p}
                             for r, p in list(zip(test, pred_tags))[:5]],
                "settings": _settings(args, source, info, model),
                "history": [{"step": h["step"], "loss": h["loss"]} for h in history]}
-    if out is not None:
-        model.save_pretrained(out)
-        _save_vocab(tok, out)
-    _write_results(out, results)
-    return results
+    return _save_task(out, model, tok, results)
 
 
 def run_qa(model_source="auto", args=None, out=None, progress=True, limit=None):
@@ -447,18 +450,12 @@ def run_qa(model_source="auto", args=None, out=None, progress=True, limit=None):
         preds.append(r["context"][f["offsets"][i][0]:f["offsets"][j][1]])
     scores = squad_scores(preds, [r["answers"]["text"] for r in test])
     results = {"task": "qa", "train_examples": len(train), "test_examples": len(test),
-               "bert": {**scores, "train_seconds": seconds, "eval_seconds": time.perf_counter() - t0,
-                        "first_loss": history[0]["loss"], "last_loss": history[-1]["loss"],
-                        "steps": len(history)},
+               "bert": {**scores, **_run_numbers(history, seconds, t0)},
                "examples": [{"question": r["question"], "gold": r["answers"]["text"][0],
                              "predicted": p} for r, p in list(zip(test, preds))[:8]],
                "settings": _settings(args, source, info, model),
                "history": [{"step": h["step"], "loss": h["loss"]} for h in history]}
-    if out is not None:
-        model.save_pretrained(out)
-        _save_vocab(tok, out)
-    _write_results(out, results)
-    return results
+    return _save_task(out, model, tok, results)
 
 
 def _save_vocab(tok, folder):
