@@ -16,6 +16,14 @@ passing the children as (name, role, module) triples in `named_children` order; 
 and a dropout may be left out (GPT-2's attention has its own `resid_dropout`). Each child is
 an attribute under its checkpoint name (`block.ln_1`, `block.self_attn`), so it can be read
 and replaced like any other child.
+
+Where the checkpoint nests a sub-layer's pieces differently (BERT: `attention.self` holds
+q/k/v, `attention.output` holds W_o beside the LayerNorm and dropout, `intermediate` and
+`output` split the feed-forward network), the block takes its `tree` of children as they are
+named, and `roles` as dotted paths into it; a role given as a tuple of paths is a chain, its
+modules applied in order (BERT's attention is `attention.self` then `attention.output.dense`).
+Paths are looked up at every call, so a piece replaced in the tree (a LoRA or quantised
+Linear) is the one used.
 """
 from .base import Module
 
@@ -23,18 +31,44 @@ ROLES = ("attn", "attn_norm", "attn_dropout", "cross", "cross_norm", "cross_drop
          "ffn", "ffn_norm", "ffn_dropout")
 
 
+class _Chain(Module):
+    """f = m_k(...m_1(x)): a sub-layer whose pieces live apart in the checkpoint's tree. Made
+    on the fly from the block's paths; holds no state (its pieces keep their caches)."""
+
+    def __init__(self, modules):
+        self.pieces = modules
+
+    def forward(self, x, **kwargs):               # keyword arguments (masks) go to the first
+        x = self.pieces[0].forward(x, **kwargs)
+        for m in self.pieces[1:]:
+            x = m.forward(x)
+        return x
+
+    def backward(self, dout):
+        for m in reversed(self.pieces):
+            dout = m.backward(dout)               # undo: x = m(x), last piece first
+        return dout
+
+
 class _Block(Module):
     """What both orders share: the children, and calling each sub-layer's f."""
 
-    def __init__(self, children):
-        self._order = []                 # (name, role) in named_children order
-        self._names = {}                 # role -> name
+    def __init__(self, children=(), *, tree=None, roles=None):
+        self._order = []                 # names in named_children order
+        self._names = {}                 # role -> dotted path (or a tuple of paths: a chain)
         for name, role, module in children:
             if role not in ROLES:
                 raise ValueError(f"unknown role {role!r} for {name!r}: one of {ROLES}")
             setattr(self, name, module)
             self._order.append(name)
             self._names[role] = name
+        for name, module in (tree or ()):
+            setattr(self, name, module)
+            self._order.append(name)
+        for role, path in (roles or {}).items():
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r} for {path!r}: one of {ROLES}")
+            self._names[role] = path
         for role in ("attn", "attn_norm", "ffn", "ffn_norm"):
             if role not in self._names:
                 raise ValueError(f"a block needs a child with role {role!r}")
@@ -47,10 +81,20 @@ class _Block(Module):
     def named_children(self):
         return [(name, getattr(self, name)) for name in self._order]
 
+    def _lookup(self, path):
+        m = self
+        for part in path.split("."):
+            m = getattr(m, part)
+        return m
+
     def child(self, role):
         """The module playing `role` (see ROLES), or None."""
-        name = self._names.get(role)
-        return None if name is None else getattr(self, name)
+        path = self._names.get(role)
+        if path is None:
+            return None
+        if isinstance(path, tuple):
+            return _Chain([self._lookup(p) for p in path])
+        return self._lookup(path)
 
     def sublayers(self):
         """The residual sub-layers in forward order: role names "attn", ("cross",) "ffn"."""

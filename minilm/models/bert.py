@@ -39,7 +39,8 @@ from typing import ClassVar
 
 from ..backend import as_host_array, get_xp, host_rng, resolve_dtype, to_numpy
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
-from ..layers import Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, new_param
+from ..layers import (Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, PostLNBlock,
+                      new_param)
 from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import (get_activation, linear_backward, linear_forward, padding_mask, tanh_backward,
                    tanh_forward)
@@ -187,11 +188,10 @@ class BertEmbeddings(Module):
 
 
 class BertOutput(Module):
-    """Add & norm after a sub-layer: out = LayerNorm(dropout(h W + b) + residual).
-
-    Used twice a layer: as `attention.output` (h = the heads' concatenation, W = W_o, what
-    transformers calls BertSelfOutput) and as `output` (h = the GELU activations, W = W_2).
-    """
+    """The add & norm after a sub-layer, as the checkpoint names it: `dense` (W_o, or W_2 of
+    the feed-forward network), `LayerNorm`, `dropout`. Used twice a layer, as
+    `attention.output` (transformers' BertSelfOutput) and as `output`; BertLayer (the shared
+    PostLNBlock) runs the computation: out = LayerNorm(x + dropout(h W + b))."""
 
     def __init__(self, n_in, cfg, dtype, rng, dropout_rng):
         self.dense = Linear(n_in, cfg.hidden_size, dtype=dtype, rng=rng, std=cfg.initializer_range)
@@ -201,23 +201,10 @@ class BertOutput(Module):
     def named_children(self):
         return [("dense", self.dense), ("LayerNorm", self.LayerNorm), ("dropout", self.dropout)]
 
-    def forward(self, h, residual):                         # (B, T, n_in), (B, T, C) -> (B, T, C)
-        return self.LayerNorm.forward(self.dropout.forward(self.dense.forward(h)) + residual)
-
-    def backward(self, dout):
-        """Returns (dh, dresidual)."""
-        # undo: out = LayerNorm(s)
-        ds = self.LayerNorm.backward(dout)                  # (B, T, C)
-        # undo: s = dropout(h W + b) + residual   (the residual passes ds through unchanged)
-        return self.dense.backward(self.dropout.backward(ds)), ds
-
 
 class BertAttention(Module):
-    """a = LayerNorm(x + dropout(multi-head self-attention(x) W_o + b_o)).
-
-    `self` holds the query / key / value projections (a MultiHeadAttention without its own
-    output projection); `output` is the W_o projection with the add & norm.
-    """
+    """`self` holds the query / key / value projections (a MultiHeadAttention without its own
+    output projection); `output` holds W_o with the add & norm (BertOutput)."""
 
     def __init__(self, cfg, dtype, rng, dropout_rng):
         self.self_attention = MultiHeadAttention(
@@ -227,15 +214,6 @@ class BertAttention(Module):
 
     def named_children(self):
         return [("self", self.self_attention), ("output", self.output)]
-
-    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
-        return self.output.forward(self.self_attention.forward(x, key_mask=key_mask), x)
-
-    def backward(self, dout):                               # (B, T, C) -> (B, T, C)
-        # undo: a = LayerNorm(x + dropout(y W_o + b_o))
-        dy, dx = self.output.backward(dout)
-        # undo: y = attention(x)   (x also reached `a` through the residual: add both)
-        return dx + self.self_attention.backward(dy)
 
 
 class BertIntermediate(Module):
@@ -258,33 +236,29 @@ class BertIntermediate(Module):
         return self.dense.backward(self.act_backward(dh, self._check_cache()))   # undo: h = act(a W_1 + b_1)
 
 
-class BertLayer(Module):
-    """Post-LN encoder layer:
-        a   = LayerNorm(x + dropout(attention(x)))         attention
-        h   = gelu(a W_1 + b_1)                            intermediate
-        out = LayerNorm(a + dropout(h W_2 + b_2))          output
+class BertLayer(PostLNBlock):
+    """Post-LN encoder layer, the shared PostLNBlock (layers/block.py) with BERT's names:
+        a   = LayerNorm(x + dropout(attention(x) W_o + b_o))   attention.{self, output}
+        h   = gelu(a W_1 + b_1)                                intermediate
+        out = LayerNorm(a + dropout(h W_2 + b_2))              output
+    The checkpoint keeps W_o beside the first norm and W_2 beside the second, so each
+    sub-layer's f is a chain of two pieces of the tree: attention.self (the attribute
+    `self_attention`) then attention.output.dense; intermediate then output.dense.
+
+        layer.forward(x, key_mask=None) -> (B, T, C);  layer.backward(dout) -> dx
     """
 
     def __init__(self, cfg, dtype, rng, dropout_rng):
-        self.attention = BertAttention(cfg, dtype, rng, dropout_rng)
-        self.intermediate = BertIntermediate(cfg, dtype, rng)
-        self.output = BertOutput(cfg.intermediate_size, cfg, dtype, rng, dropout_rng)
-
-    def named_children(self):
-        return [("attention", self.attention), ("intermediate", self.intermediate), ("output", self.output)]
-
-    def forward(self, x, key_mask=None):                    # (B, T, C) -> (B, T, C)
-        a = self.attention.forward(x, key_mask)             # (B, T, C)
-        h = self.intermediate.forward(a)                    # (B, T, F)
-        return self.output.forward(h, a)                    # (B, T, C)
-
-    def backward(self, dout):                               # (B, T, C) -> (B, T, C)
-        # undo: out = LayerNorm(a + dropout(h W_2 + b_2))
-        dh, da = self.output.backward(dout)
-        # undo: h = gelu(a W_1 + b_1)   (a feeds both the FFN and the residual)
-        da = da + self.intermediate.backward(dh)
-        # undo: a = attention(x)
-        return self.attention.backward(da)
+        super().__init__(
+            tree=[("attention", BertAttention(cfg, dtype, rng, dropout_rng)),
+                  ("intermediate", BertIntermediate(cfg, dtype, rng)),
+                  ("output", BertOutput(cfg.intermediate_size, cfg, dtype, rng, dropout_rng))],
+            roles={"attn": ("attention.self_attention", "attention.output.dense"),
+                   "attn_norm": "attention.output.LayerNorm",
+                   "attn_dropout": "attention.output.dropout",
+                   "ffn": ("intermediate", "output.dense"),
+                   "ffn_norm": "output.LayerNorm",
+                   "ffn_dropout": "output.dropout"})
 
 
 class BertEncoder(Module):
@@ -300,7 +274,7 @@ class BertEncoder(Module):
         """(B, T, C) -> (out (B, T, C), hidden_states: the input, then each layer's output)"""
         hidden_states = [x]
         for layer in self.layer:
-            x = layer.forward(x, key_mask)
+            x = layer.forward(x, key_mask=key_mask)
             hidden_states.append(x)
         return x, hidden_states
 
