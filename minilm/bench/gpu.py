@@ -23,12 +23,19 @@ import time
 
 import numpy as np
 
-SIZES = {
-    "baby": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=12, vocab_size=65),
-    "wide": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, batch_size=12, vocab_size=65),
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=8, vocab_size=50257),
-}
-RECIPE = dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1, clip=1.0)
+from .suite import CONFIGS, RECIPE, build_minilm, random_batch
+
+SIZES = dict(CONFIGS, gpt2=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=8))
+GPT2_VOCAB = 50257
+
+
+def _config(size):
+    """The suite's recipe (AdamW, clip 1.0, no dropout) at this size; GPT-2's vocabulary for
+    the 124M model, the char-level 65 otherwise."""
+    cfg = dict(SIZES[size], **RECIPE, name=size)
+    if size == "gpt2":
+        cfg["vocab_size"] = GPT2_VOCAB
+    return cfg
 
 
 def _median_ms(times):
@@ -40,21 +47,15 @@ def minilm_step(size, precision, warmup, steps):
     import cupy
 
     from ..backend import set_backend
-    from ..models import GPT, GPTConfig
-    from ..training.optim import AdamW, param_groups_with_decay
     from ..training.trainer import Trainer
     set_backend("cupy")
-    cfg = SIZES[size]
+    cfg = _config(size)
     pool = cupy.get_default_memory_pool()
     pool.free_all_blocks()
-    model = GPT(GPTConfig(vocab_size=cfg["vocab_size"], n_positions=cfg["block_size"],
-                          n_embd=cfg["n_embd"], n_layer=cfg["n_layer"], n_head=cfg["n_head"],
-                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, seed=0), dtype="float32")
-    opt = AdamW(param_groups_with_decay(model.named_parameters(), RECIPE["weight_decay"]),
-                lr=RECIPE["lr"], betas=RECIPE["betas"])
-    ids = np.random.default_rng(0).integers(0, cfg["vocab_size"], (cfg["batch_size"], cfg["block_size"]))
+    model, opt = build_minilm(cfg)
+    ids = random_batch(cfg)
     batch = {"input_ids": ids, "labels": ids}
-    trainer = Trainer(model, opt, [batch], max_steps=1, grad_clip=RECIPE["clip"], progress=False,
+    trainer = Trainer(model, opt, [batch], max_steps=1, grad_clip=cfg["clip"], progress=False,
                       precision=precision)
     sync = cupy.cuda.Device().synchronize
     for _ in range(warmup):
@@ -82,7 +83,7 @@ def torch_step(size, precision, warmup, steps):
     import torch.nn.functional as F
 
     from . import torch_ref
-    cfg = dict(SIZES[size], **RECIPE)
+    cfg = _config(size)
     model, opt, ids = torch_ref.build(cfg)      # AdamW with decay on matrices only, as minilm's
     model, ids = model.cuda(), ids.cuda()         # in place: the optimiser keeps its parameters
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
