@@ -126,7 +126,10 @@ def _torch_cuda():
         return False
 
 
-def run(sizes=("baby", "wide", "gpt2"), precisions=("fp32", "fp16"), json_path=None, kvcache=True):
+def run(sizes=("baby", "wide", "gpt2"), precisions=("fp32", "fp16"), json_path=None,
+        kvcache=("baby", "gpt2")):
+    """The step table for `sizes` x `precisions`, then KV-cache decoding at each width in
+    `kvcache` (empty: none)."""
     from ..backend import get_backend, set_backend
     before = get_backend()
     try:
@@ -168,11 +171,15 @@ def _run(sizes, precisions, json_path, kvcache):
         from ..backend import set_backend
         from .suite import bench_kvcache
         set_backend("cupy")
-        try:
-            out["kvcache"] = bench_kvcache(context=512, new_tokens=64, n_positions=1024, verbose=True)
-        except Exception as e:
-            out["kvcache"] = {"error": f"{type(e).__name__}: {e}"[:300]}
-            print("[kvcache] error:", out["kvcache"]["error"])
+        out["kvcache"] = []
+        for width in kvcache:
+            try:
+                r = bench_kvcache(context=512, new_tokens=64, n_positions=1024, verbose=True,
+                                  width=width)
+            except Exception as e:
+                r = {"width": width, "error": f"{type(e).__name__}: {e}"[:300]}
+                print("[kvcache] error:", r["error"], flush=True)
+            out["kvcache"].append(r)
     if json_path:
         with open(json_path, "w") as f:
             json.dump(out, f, indent=1, default=str)
@@ -184,14 +191,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m minilm bench gpu", description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="baby,wide,gpt2")
     ap.add_argument("--precisions", default="fp32,fp16")
-    ap.add_argument("--no-kvcache", action="store_true")
+    ap.add_argument("--kvcache", default="baby,gpt2",
+                    help="widths for KV-cache decoding (baby, gpt2), comma-separated; '' for none")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     from ..backend import cupy_available
     ok, why = cupy_available()
     if not ok:
         raise SystemExit(f"python -m minilm bench gpu needs CuPy and a CUDA device: {why}")
-    run(tuple(args.sizes.split(",")), tuple(args.precisions.split(",")), args.json, not args.no_kvcache)
+    run(tuple(args.sizes.split(",")), tuple(args.precisions.split(",")), args.json,
+        tuple(w for w in args.kvcache.split(",") if w))
     return 0
 
 

@@ -463,8 +463,11 @@ def bench_precision(config="baby", steps=5, batch_size=None, verbose=True):
 # kvcache
 # ----------------------------------------------------------------------------------------
 
-def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
+def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True, width="baby"):
     """Greedy decoding after a `context`-token prompt, with and without the KV cache.
+
+    width: "baby" (L=4, C=128, the char-level vocabulary of 65) or "gpt2" (GPT-2 small's
+    shape: L=12, H=12, C=768, vocabulary 50257; random weights, the timing is the point).
 
     Decode speed is timed token by token: with the cache, one `forward_cached` call on the
     newest token (the prompt's prefill is timed apart); without it, a full forward over the
@@ -473,13 +476,18 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
     """
     from ..models import GPT, GPTConfig
     say = print if verbose else (lambda *a, **k: None)
-    b = CONFIGS["baby"]
-    cfg = GPTConfig(vocab_size=RECIPE["vocab_size"], n_positions=n_positions, n_embd=b["n_embd"],
+    shapes = {"baby": dict(CONFIGS["baby"], vocab_size=RECIPE["vocab_size"]),
+              "gpt2": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)}
+    if width not in shapes:
+        raise ValueError(f"bench_kvcache: width must be one of {sorted(shapes)}, got {width!r}")
+    b = shapes[width]
+    cfg = GPTConfig(vocab_size=b["vocab_size"], n_positions=n_positions, n_embd=b["n_embd"],
                     n_layer=b["n_layer"], n_head=b["n_head"], resid_pdrop=0.0, embd_pdrop=0.0,
                     attn_pdrop=0.0, seed=0)
     model = GPT(cfg).eval()
     prompt = np.random.default_rng(0).integers(0, cfg.vocab_size, (1, context))
-    say(f"[kvcache] baby-width GPT (L={cfg.n_layer}, C={cfg.n_embd}, n_positions={n_positions}), "
+    say(f"[kvcache] {width}-width GPT (L={cfg.n_layer}, C={cfg.n_embd}, V={cfg.vocab_size}, "
+        f"n_positions={n_positions}), "
         f"prompt {context} tokens, {new_tokens} new tokens, greedy, batch 1")
     model.generate(prompt[:, :min(64, context)], 4)              # warm-up
 
@@ -514,7 +522,7 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True):
     same = same and bool((with_cache == without).all())
 
     per_cached, per_plain = statistics.median(cached_times), statistics.median(plain_times)
-    result = {"context": context, "new_tokens": new_tokens, "prefill_s": prefill,
+    result = {"width": width, "context": context, "new_tokens": new_tokens, "prefill_s": prefill,
               "cached_ms_per_token": 1e3 * per_cached, "uncached_ms_per_token": 1e3 * per_plain,
               "cached_decode_tokens_per_s": 1 / per_cached, "uncached_tokens_per_s": 1 / per_plain,
               "speedup_decode": per_plain / per_cached,
