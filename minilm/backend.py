@@ -170,6 +170,96 @@ def host_rng(seed):
     return np.random.default_rng(seed)
 
 
+class CounterRNG:
+    """Dropout's random numbers on a device, with a state of two integers (seed, counter).
+
+    CuPy's Generators keep their state in device memory and cannot save it ("random states
+    cannot be serialized", CuPy's documentation), so a checkpoint could not resume a run
+    with dropout exactly, and data parallelism could not replay or hand over a dropout
+    stream. This generator is counter-based, as PyTorch's Philox on CUDA is (seed plus
+    offset): the k-th number of the stream is a fixed function of (seed, k),
+
+        z_k = seed + k * 0x9E3779B97F4A7C15          (mod 2^64, k = 1, 2, ...)
+        u_k = SplitMix64 finaliser of z_k, top 24 bits (float32) or 53 bits (float64) / 2^bits
+
+    so a draw of n numbers is n independent hashes (one elementwise chain on the GPU, no
+    state in device memory) and the state is just how many numbers were drawn. It is
+    SplitMix64 (Steele, Lea and Flood, 2014): the same numbers on every backend, and
+    `state` is a JSON-able dict that checkpoints save. On NumPy, models keep NumPy's PCG64
+    Generator (four times faster on a CPU); `new_dropout_rng(seed)` picks.
+
+    Offers what the dropout layers and minilm.dist use: random(size, dtype) and
+    bit_generator.state (get and set), as a NumPy Generator does.
+    """
+
+    _GAMMA, _M1, _M2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+    KIND = "minilm.CounterRNG(SplitMix64)"
+
+    def __init__(self, seed, xp=None):
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"CounterRNG: seed must be an int, got {type(seed).__name__}")
+        self.xp = xp if xp is not None else get_xp()
+        self.seed = int(seed) % 2**64
+        self.counter = 0                       # numbers drawn so far
+
+    @property
+    def bit_generator(self):
+        return self                            # numpy's spelling: gen.bit_generator.state
+
+    @property
+    def state(self):
+        return {"bit_generator": self.KIND, "seed": self.seed, "counter": self.counter}
+
+    @state.setter
+    def state(self, value):
+        kind = value.get("bit_generator") if isinstance(value, dict) else None
+        if kind != self.KIND:
+            raise ValueError(
+                f"dropout RNG state of another kind ({kind!r}): this model draws its dropout "
+                f"masks from {self.KIND} (the {_backend_name(self.xp)} backend), and the state "
+                "was saved by another generator (NumPy's PCG64 is the numpy backend's); resume "
+                "on the backend that saved it")
+        seed, counter = value.get("seed"), value.get("counter")
+        for name, v in (("seed", seed), ("counter", counter)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**64:
+                raise ValueError(f"dropout RNG state: {name} must be an int in [0, 2^64), got {v!r}")
+        self.seed, self.counter = seed, counter
+
+    def random(self, size=None, dtype="float64"):
+        """Uniform numbers in [0, 1): float64 (53 random bits) or float32 (24 bits)."""
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"CounterRNG.random: dtype must be float32 or float64, got {dt}")
+        shape = () if size is None else (tuple(size) if isinstance(size, (tuple, list)) else (size,))
+        n = int(np.prod(shape, dtype=np.int64))
+        xp, u64 = self.xp, np.uint64
+        k = xp.arange(self.counter + 1, self.counter + 1 + n, dtype=u64)
+        self.counter += n
+        z = k * u64(self._GAMMA)               # wraps modulo 2^64, as intended
+        z += u64(self.seed)
+        z ^= z >> u64(30)
+        z *= u64(self._M1)
+        z ^= z >> u64(27)
+        z *= u64(self._M2)
+        z ^= z >> u64(31)
+        bits = 24 if dt == np.float32 else 53
+        u = (z >> u64(64 - bits)).astype(dt)
+        u *= dt.type(2.0 ** -bits)
+        return u.reshape(shape)
+
+
+def _backend_name(xp):
+    return "numpy" if xp is np else "strict" if xp is _strict else "cupy"
+
+
+def new_dropout_rng(seed):
+    """The Generator a model's dropout layers draw from, on the active backend: NumPy's
+    PCG64 on NumPy; a CounterRNG on CuPy and on the strict backend (whose state a
+    checkpoint can save, which CuPy's own Generators cannot)."""
+    xp = get_xp()
+    return np.random.default_rng(seed) if xp is np else CounterRNG(seed, xp)
+
+
 def random_normal(rng, shape, std, dtype):
     """N(0, std^2) drawn on the host from `rng`, cast to dtype, moved to the active backend."""
     return get_xp().asarray((rng.standard_normal(shape) * std).astype(resolve_dtype(dtype)))

@@ -36,6 +36,16 @@ class PreTrainedModel(Module):
         return self._dropout_gen.bit_generator.state
 
     def set_rng_state(self, state):
+        """Restore the dropout stream from rng_state(); a state of another generator (say,
+        saved on the numpy backend, loaded on cupy) is refused with both names."""
+        mine = self._dropout_gen.bit_generator.state
+        theirs = state.get("bit_generator") if isinstance(state, dict) else None
+        if isinstance(mine, dict) and theirs != mine.get("bit_generator"):
+            raise ValueError(
+                f"dropout RNG state of another generator: saved by {theirs!r}, this model "
+                f"draws from {mine.get('bit_generator')!r} (NumPy's PCG64 on the numpy backend, "
+                "minilm's counter-based stream on cupy and strict); resume on the backend "
+                "that saved it")
         self._dropout_gen.bit_generator.state = state
 
     def transformer_blocks(self):

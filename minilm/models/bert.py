@@ -37,7 +37,8 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..backend import as_host_array, get_xp, host_rng, resolve_dtype, to_numpy
+from ..backend import (as_host_array, get_xp, host_rng, new_dropout_rng, resolve_dtype,
+                       to_numpy)
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import (Dropout, Embedding, LayerNorm, Linear, Module, MultiHeadAttention, PostLNBlock,
                       new_param)
@@ -348,7 +349,7 @@ class BertPreTrainedModel(PreTrainedModel):
         self.config = config
         self.dtype = resolve_dtype(dtype)
         if dropout_gen is None:
-            dropout_gen = get_xp().random.default_rng(config.seed + 1)
+            dropout_gen = new_dropout_rng(config.seed + 1)
         self._dropout_gen = dropout_gen
         self._loss_cache = None
 

@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from ..backend import get_xp, host_rng, resolve_dtype
+from ..backend import get_xp, host_rng, new_dropout_rng, resolve_dtype
 from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, save_pretrained_folder
 from ..layers import (Dropout, Embedding, FeedForward, LayerNorm, Module, MultiHeadAttention,
                       PostLNBlock, PreLNBlock)
@@ -306,7 +306,7 @@ class Seq2SeqTransformer(PreTrainedModel):
         self.config = config
         self.dtype = resolve_dtype(dtype)
         rng = host_rng(config.seed)                 # initialisation (host, backend-independent)
-        self._dropout_gen = get_xp().random.default_rng(config.seed + 1)
+        self._dropout_gen = new_dropout_rng(config.seed + 1)
         dropout_rng = self._dropout_gen             # the Generator itself: layers draw from it
         positions = sinusoidal_positions(get_xp(), config.max_position_embeddings, config.d_model,
                                          self.dtype)
