@@ -46,12 +46,16 @@ strict backend differs on purpose):
   NumPy also takes size-1 arrays); `bool()` and `.item()` on size-1 arrays; `format(a,
   ".3f")` on 0-d arrays. `operator.index(a)` fails as on CuPy, so `range(a)` and
   `lst[a]` are TypeErrors: read the value with `int(a)` first.
+- `a[...] = [1, 2]` (a list into a basic-indexed view) is a TypeError, as CuPy's fill.
+- `a[i, j]` (an element) is a 0-d array that is a *view* of `a`, as on CuPy (NumPy gives a
+  scalar copy): `old = a[i]; a[i] = old + eps` changes `old` too; `float(a[i])` copies.
 - Strict arrays are unhashable and are not `numpy.ndarray` instances; `.base` is the
   strict array owning a view's memory, one object per owner, as `cupy.ndarray.base`.
 - `xp` ufuncs refuse Python lists, as CuPy's do ("Unsupported type <class 'list'>");
   `xp.copyto(dst, host_array)` is a TypeError [CuPy: ValueError].
 - `xp.random.default_rng(seed)` draws NumPy's numbers (as strict arrays), so a seeded run
-  gives the same numbers as on NumPy [CuPy's generators give other streams].
+  gives the same numbers as on NumPy [CuPy's generators give other streams]; its state
+  cannot be saved or set (`bit_generator.state` is a method), as CuPy's cannot.
 - Not checked on CuPy: `bool()` of a size-1 array with ndim > 0 (NumPy's answer is kept).
 
 Every read of device data on the host is counted: `float/int/bool/complex/item/tolist`,
@@ -271,12 +275,21 @@ class StrictArray:
 
     # -- indexing ----------------------------------------------------------------------
     def __getitem__(self, key):
-        return _wrap(self._a[_index(key)])
+        k = _index(key)
+        r = self._a[k]
+        if isinstance(r, np.generic):       # one element: CuPy gives a 0-d *view* of it, so a
+            r = self._a[(k if isinstance(k, tuple) else (k,)) + (Ellipsis,)]   # later write shows
+        return _wrap(r)
 
     def __setitem__(self, key, value):
         if isinstance(value, np.ndarray) and value.ndim > 0:
             raise ValueError("non-scalar numpy.ndarray cannot be used for fill (strict backend, "
                              "as CuPy: move it to the device with xp.asarray first)")
+        if isinstance(value, (list, tuple)) and not _advanced(key):
+            # CuPy fills a basic-indexed view with a scalar only (ndarray.fill)
+            raise TypeError(f"Unsupported type {type(value)} (strict backend, as CuPy: "
+                            "a[...] = value takes a scalar or a device array; move a list "
+                            "to the device with xp.asarray first)")
         self._a[_index(key)] = _operand(value) if isinstance(value, StrictArray) else value
 
     # -- arithmetic (generated below) ---------------------------------------------------
@@ -291,6 +304,12 @@ class StrictArray:
 
     def __invert__(self):
         return _wrap(~self._a)
+
+
+def _advanced(key):
+    """True when an index holds an array or a list (advanced indexing)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return builtins.any(isinstance(k, (list, np.ndarray)) or type(k) is StrictArray for k in keys)
 
 
 def _index(key):
@@ -562,13 +581,32 @@ def get_array_module(*arrays):
 
 
 # -- random numbers: NumPy's streams, device arrays out ---------------------------------
+class _DeviceBitGenerator:
+    """As CuPy's bit generators: the state lives on the device and cannot be saved.
+    `state()` is a method returning an address (an int), and `state = ...` is an
+    AttributeError, so code that would checkpoint or replay it fails here as on a GPU."""
+
+    __slots__ = ("_g",)
+
+    def __init__(self, g):
+        self._g = g
+
+    def state(self):
+        return id(self._g)
+
+    def random_raw(self, size=None):
+        return _wrap(self._g.bit_generator.random_raw(size))
+
+
 class _Generator:
     """`xp.random.default_rng(seed)`: NumPy's Generator (the same numbers as on NumPy)
-    whose draws are strict arrays. `bit_generator.state` saves and restores it."""
+    whose draws are strict arrays. Its state cannot be saved, as CuPy's cannot
+    (`bit_generator.state` is a method); minilm's models draw dropout from
+    minilm.backend.CounterRNG on this backend and on CuPy for that reason."""
 
     def __init__(self, seed):
         self._g = np.random.default_rng(seed)
-        self.bit_generator = self._g.bit_generator
+        self.bit_generator = _DeviceBitGenerator(self._g)
 
     def random(self, size=None, dtype=np.float64):
         return _wrap(self._g.random(size, dtype=dtype))

@@ -313,7 +313,7 @@ def test_head_gate_op_and_gated_attention_gradcheck():
     np.testing.assert_allclose(dy, numerical_grad(lambda a: head_gate_forward(a, g)[0], y, d), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(dg, numerical_grad(lambda a: head_gate_forward(y, a)[0], g, d), rtol=RTOL, atol=ATOL)
     attn = GatedCausalSelfAttention(CausalSelfAttention(12, 3, dtype="float64", rng=rng, std=0.3))
-    attn.gate[...] = [0.5, 0.0, 1.3]
+    attn.gate[...] = asarray(np.array([0.5, 0.0, 1.3]))         # a device array, as CuPy needs
     res = minilm.gradcheck(attn, rng.standard_normal((2, 5, 12)))
     assert res.ok, res
 

@@ -115,7 +115,7 @@ def test_only_hidden_states_in_the_loss():
     p = model.transformer.h[0].attn.c_attn.weight
     f = lambda: float((minilm.to_numpy(model(ids, output_hidden_states=True).hidden_states[1]) * g).sum())
     eps, idx = 1e-6, (3, 5)
-    old = p.data[idx]
+    old = float(p.data[idx])                 # a copy: on CuPy p.data[idx] is a 0-d view
     p.data[idx] = old + eps
     fp = f()
     p.data[idx] = old - eps
@@ -209,7 +209,7 @@ def test_seq2seq_gradients_with_hidden_state_terms_and_inputs_embeds(norm_first)
         p = dict(model.named_parameters())[name]
         checks.append((p.data, (2, 3)[:p.data.ndim], p.grad))
     for arr, idx, grad in checks:
-        old = arr[idx]
+        old = float(arr[idx])                # a copy (a 0-d view on CuPy)
         arr[idx] = old + 1e-6
         fp = f()
         arr[idx] = old - 1e-6

@@ -333,7 +333,7 @@ def test_cupy_matches_numpy():
     grads = [rng.standard_normal((64, 32)) for _ in range(4)]
     results = []
     for xp in (np, cp):
-        p = Parameter(xp.asarray(init), "w")
+        p = Parameter(xp.array(init), "w")              # a copy: the NumPy run updates in place
         opt = AdamW([p], lr=1e-2, weight_decay=0.1)
         for g in grads:
             p.grad[...] = xp.asarray(g)

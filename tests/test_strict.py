@@ -3,6 +3,7 @@
 What CuPy does was checked on CuPy 14.2 (H200): the expected errors below are its errors,
 except where strict.py's docstring says the strict backend is stricter on purpose.
 """
+import json
 import operator
 import os
 import subprocess
@@ -213,6 +214,20 @@ def test_setitem_takes_scalars_and_device_arrays_not_host_arrays():
     np.testing.assert_array_equal(to_numpy(a), [[7, 1, 1], [5, 0, 6]])
     with pytest.raises(ValueError, match="non-scalar numpy.ndarray cannot be used"):
         a[0] = np.ones(3)
+    with pytest.raises(TypeError, match="list"):              # CuPy's fill takes no list
+        a[0] = [1.0, 2.0, 3.0]
+
+
+def test_an_element_is_a_view_as_on_cupy():
+    """a[i, j] is a 0-d view on CuPy (a NumPy scalar copy on NumPy): `old = a[i]; a[i] = old
+    + eps` moves `old` as well, which broke a finite difference written for NumPy."""
+    a = device(np.arange(6.0).reshape(2, 3))
+    old = a[1, 2]
+    a[1, 2] = old + 1.0
+    assert float(old) == 6.0 and old.shape == ()
+    kept = float(a[0, 1])
+    a[0, 1] = 10.0
+    assert kept == 1.0
 
 
 def test_a_device_slice_bound_is_read_and_counted(on_strict):
@@ -301,10 +316,42 @@ def test_strict_random_generator_gives_numpys_numbers_as_device_arrays():
     r = g.random((2, 3), dtype=np.float32)
     assert type(r) is StrictArray and r.dtype == np.float32
     np.testing.assert_array_equal(to_numpy(r), ref.random((2, 3), dtype=np.float32))
-    state = g.bit_generator.state
-    x = to_numpy(g.standard_normal(4))
-    g.bit_generator.state = state
-    np.testing.assert_array_equal(to_numpy(g.standard_normal(4)), x)
+    assert callable(g.bit_generator.state)                   # as CuPy's: not a saveable dict
+    with pytest.raises(AttributeError):
+        g.bit_generator.state = ref.bit_generator.state
+
+
+def test_models_draw_dropout_from_a_saveable_counter_stream_on_device_backends():
+    """CuPy's Generators cannot save their state, so on cupy and strict a model's dropout
+    comes from CounterRNG: the same numbers on every backend for a seed, a JSON-able state
+    that restores the stream, and a clear error for another generator's state."""
+    from minilm.backend import CounterRNG
+    from minilm.models import GPT, GPTConfig
+    a, b = CounterRNG(7, np), CounterRNG(7, strict)
+    np.testing.assert_array_equal(a.random((3, 5), dtype="float32"),
+                                  to_numpy(b.random((3, 5), dtype="float32")))
+    assert CounterRNG(8, np).random(6).tolist() != CounterRNG(7, np).random(6).tolist()
+    saved = a.state
+    x = a.random(4)
+    a.state = saved
+    np.testing.assert_array_equal(a.random(4), x)
+    u = CounterRNG(1, np).random(200_000)                      # uniform on [0, 1)
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 5e-3
+    assert abs((u < 0.1).mean() - 0.1) < 5e-3
+    before = minilm.get_backend()
+    minilm.set_backend("strict")
+    try:
+        cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2, resid_pdrop=0.3)
+        model, ids = GPT(cfg), np.array([[1, 2, 3, 4]])
+        assert isinstance(model.dropout_generator(), CounterRNG)
+        state = json.loads(json.dumps(model.rng_state()))      # what a checkpoint writes
+        first = to_numpy(model(ids).logits)
+        model.set_rng_state(state)
+        np.testing.assert_array_equal(to_numpy(model(ids).logits), first)
+        with pytest.raises(ValueError, match="PCG64"):
+            model.set_rng_state(np.random.default_rng(0).bit_generator.state)
+    finally:
+        minilm.set_backend(before)
 
 
 # ---------------------------------------------------------------------------------------
