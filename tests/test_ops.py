@@ -64,6 +64,29 @@ def test_embedding_backward_sums_repeats_known_answer():
     np.testing.assert_array_equal(dW, [[0, 0], [11, 22], [5, 5]])
 
 
+def test_scatter_rows_adds_every_repeat_on_every_backend(xp, monkeypatch):
+    """The embedding's scatter-add: NumPy's add.at, and the device path (a one-hot matrix
+    product per block of positions: GPU atomics would change the last bits from run to run)
+    on the strict backend and on CuPy. Same sums, repeated ids and untouched rows included,
+    and the same bits on a second call."""
+    from minilm.ops import embedding
+    monkeypatch.setattr(embedding, "ONEHOT_BLOCK_BYTES", 5 * 8 * 2)  # 2 positions a block at U = 5
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 5, 23)
+    ids[:4] = 4                                                     # a repeat across blocks
+    rows = rng.standard_normal((23, 6))
+    expected = np.zeros((7, 6))
+    for i, v in enumerate(ids):                                     # the definition, row by row
+        expected[v] += rows[i]
+    for mod in {np, minilm.strict, xp}:
+        got = embedding.scatter_rows(mod.asarray(ids), mod.asarray(rows), 7)
+        assert minilm.get_xp(got) is mod
+        np.testing.assert_allclose(minilm.to_numpy(got), expected, rtol=1e-13, atol=1e-13)
+        again = embedding.scatter_rows(mod.asarray(ids), mod.asarray(rows), 7)
+        assert np.array_equal(minilm.to_numpy(again), minilm.to_numpy(got))
+    assert not expected[5:].any() and len(set(ids.tolist())) == 5
+
+
 @given(d=distinct_dims(B=(1, 4), T=(1, 6), K=(2, 7)), seed=seeds)
 def test_masked_softmax_gradcheck(d, seed):
     B, T, K = d["B"], d["T"], d["K"]
