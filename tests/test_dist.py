@@ -423,7 +423,8 @@ def test_nccl_training_equals_the_cpu_run(tmp_path):
     """float32 runs on the GPU: 2 ranks under NCCL (both on GPU 0) and 2 ranks under MPI
     (device arrays through the host) equal the one-process GPU run and the one-process CPU
     run to float32 tolerance (the sums are taken in another order). Dropout masks come from
-    CuPy's Generator, so the dropout run is compared on the GPU only."""
+    minilm's CounterRNG on the GPU (NumPy's PCG64 on the CPU), so the dropout run is compared
+    on the GPU only."""
     ref_cpu = tmp_path / "cpu"
     ref_cpu.mkdir()
     r = _launch(1, "mpi_train", str(ref_cpu), timeout=300, backend="numpy")

@@ -683,8 +683,9 @@ class DataParallel:
 
     def _dropout_state(self):
         """The model's dropout Generator state, or None where the backend's Generator does
-        not give one (needed only if a dropout layer draws). CuPy's Generator has none:
-        its bit_generator.state is a method returning a device pointer."""
+        not give one (needed only if a dropout layer draws). A CuPy Generator has none (its
+        bit_generator.state is a method returning a device pointer); minilm's models draw
+        from backend.CounterRNG on CuPy, which has one."""
         try:
             state = self.module.rng_state()
         except (AttributeError, TypeError, NotImplementedError):
@@ -697,8 +698,9 @@ class DataParallel:
         if start is None:
             raise RuntimeError("dropout with grad_accum > 1 replays the step's dropout stream for "
                                "each micro-batch, through model.rng_state()/set_rng_state(), and "
-                               "this backend's Generator has no state to save (CuPy's has none); "
-                               "use grad_accum=1 or dropout 0")
+                               "this model's dropout Generator has no state to save (a CuPy "
+                               "Generator has none; minilm's models use backend.CounterRNG, "
+                               "which has); use grad_accum=1 or dropout 0")
         self.module.set_rng_state(start)
 
     def _sync_dropout_state(self, rows):
@@ -711,8 +713,9 @@ class DataParallel:
         if state is None:
             raise RuntimeError(f"dropout with more ranks than rows ({len(rows)} ranks, "
                                f"{rows[-1][1]} rows): a rank without rows takes the Generator "
-                               "state from one with rows, and this backend's Generator has no "
-                               "state to give (CuPy's has none); use fewer ranks or dropout 0")
+                               "state from one with rows, and this model's dropout Generator "
+                               "has no state to give (a CuPy Generator has none); use fewer "
+                               "ranks or dropout 0")
         self.module.set_rng_state(self.comm.broadcast_object(state, root=self.comm.world_size - 1))
 
     # ------------------------------------------------------------------------------------
