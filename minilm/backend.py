@@ -88,6 +88,12 @@ def get_xp(*arrays):
     return _cupy if name == "cupy" else _strict if name == "strict" else np
 
 
+def on_device(x):
+    """True for a CuPy array or a strict (device-standing) one, False for NumPy's: for code
+    that must do a thing differently on a GPU (not what it computes, how)."""
+    return type(x) is _strict.StrictArray or (_cupy is not None and isinstance(x, _cupy.ndarray))
+
+
 def row_blocks(x, block_bytes=1 << 18):
     """Slices of the rows of a 2-D array, about `block_bytes` each; one slice on a GPU.
 
@@ -97,7 +103,7 @@ def row_blocks(x, block_bytes=1 << 18):
     outputs travel (the tiling that BLAS does for matrix products). A GPU wants the
     opposite: as few, as large kernels as possible.
     """
-    if type(x) is _strict.StrictArray or (_cupy is not None and isinstance(x, _cupy.ndarray)):
+    if on_device(x):
         return [slice(None)]
     step = max(1, block_bytes // max(1, x.shape[-1] * x.itemsize))
     return [slice(i, i + step) for i in range(0, x.shape[0], step)]

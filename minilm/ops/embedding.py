@@ -1,7 +1,5 @@
 """Embedding lookup: rows of a table picked by integer ids."""
-import numpy as np
-
-from ..backend import get_xp
+from ..backend import get_xp, on_device
 
 ONEHOT_BLOCK_BYTES = 64 << 20          # scatter_rows' one-hot matrix, a block of positions at a time
 
@@ -51,9 +49,9 @@ def scatter_rows(ids, rows, V):
     xp = get_xp(rows)
     N, C = rows.shape
     dW = xp.zeros((V, C), dtype=rows.dtype)
-    if xp is np:
-        flat = (ids.reshape(-1, 1) * C + np.arange(C)).reshape(-1)    # (N * C,) positions in dW
-        np.add.at(dW.reshape(-1), flat, rows.reshape(-1))
+    if not on_device(rows):
+        flat = (ids.reshape(-1, 1) * C + xp.arange(C)).reshape(-1)    # (N * C,) positions in dW
+        xp.add.at(dW.reshape(-1), flat, rows.reshape(-1))
         return dW
     uniq, inv = xp.unique(ids, return_inverse=True)                 # (U,), (N,)
     U = uniq.shape[0]
