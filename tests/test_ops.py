@@ -70,7 +70,6 @@ def test_scatter_rows_adds_every_repeat_on_every_backend(xp, monkeypatch):
     on the strict backend and on CuPy. Same sums, repeated ids and untouched rows included,
     and the same bits on a second call."""
     from minilm.ops import embedding
-    monkeypatch.setattr(embedding, "ONEHOT_BLOCK_BYTES", 5 * 8 * 2)  # 2 positions a block at U = 5
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 5, 23)
     ids[:4] = 4                                                     # a repeat across blocks
@@ -78,12 +77,15 @@ def test_scatter_rows_adds_every_repeat_on_every_backend(xp, monkeypatch):
     expected = np.zeros((7, 6))
     for i, v in enumerate(ids):                                     # the definition, row by row
         expected[v] += rows[i]
-    for mod in {np, minilm.strict, xp}:
-        got = embedding.scatter_rows(mod.asarray(ids), mod.asarray(rows), 7)
-        assert minilm.get_xp(got) is mod
-        np.testing.assert_allclose(minilm.to_numpy(got), expected, rtol=1e-13, atol=1e-13)
-        again = embedding.scatter_rows(mod.asarray(ids), mod.asarray(rows), 7)
-        assert np.array_equal(minilm.to_numpy(again), minilm.to_numpy(got))
+    # the whole (7, 23) one-hot at once; then over the 5 distinct ids, 2 positions a block
+    for block_bytes in (embedding.ONEHOT_BLOCK_BYTES, 5 * 8 * 2):
+        monkeypatch.setattr(embedding, "ONEHOT_BLOCK_BYTES", block_bytes)
+        for mod in {np, minilm.strict, xp}:
+            got = embedding.scatter_rows(mod.asarray(ids), mod.asarray(rows), 7)
+            assert minilm.get_xp(got) is mod and got.shape == (7, 6)
+            np.testing.assert_allclose(minilm.to_numpy(got), expected, rtol=1e-13, atol=1e-13)
+            again = embedding.scatter_rows(mod.asarray(ids), mod.asarray(rows), 7)
+            assert np.array_equal(minilm.to_numpy(again), minilm.to_numpy(got))
     assert not expected[5:].any() and len(set(ids.tolist())) == 5
 
 
