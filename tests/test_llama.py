@@ -543,3 +543,37 @@ def test_inspection_interface_attentions_hidden_states_and_inputs_embeds():
     numeric = (float(model(inputs_embeds=embeds + h * r, labels=ids).loss)
                - float(model(inputs_embeds=embeds - h * r, labels=ids).loss)) / (2 * h)
     assert float((dembeds * r).sum()) == pytest.approx(numeric, rel=1e-6)
+
+
+def test_llama_is_a_pretrained_model_that_checkpoints_and_resumes(tmp_path):
+    """Llama shares GPT's base (PreTrainedModel): no dropout stream (rng_state() is None, a
+    state for one is refused), and the Trainer saves and resumes it to the same weights."""
+    from minilm.models.base import PreTrainedModel
+    from minilm.optim import AdamW
+    from minilm.train import Trainer
+    tokens = np.random.default_rng(0).integers(0, TINY["vocab_size"], size=300)
+
+    def batch(rng):
+        starts = rng.integers(0, len(tokens) - 9, size=3)
+        x = np.stack([tokens[s:s + 9] for s in starts])
+        return {"input_ids": x, "labels": x}
+
+    def run(steps, resume_from=None):
+        model = LlamaForCausalLM(LlamaConfig(**TINY, num_key_value_heads=2))
+        trainer = Trainer(model, AdamW(model.parameters(), lr=1e-2), batch, max_steps=steps,
+                          progress=False, checkpoint_dir=str(tmp_path / f"run{steps}"), seed=3)
+        trainer.fit(resume_from=resume_from)
+        return trainer
+
+    model = LlamaForCausalLM(LlamaConfig(**TINY))
+    assert isinstance(model, PreTrainedModel) and model.rng_state() is None
+    with pytest.raises(AttributeError, match="no dropout Generator"):
+        model.dropout_generator()
+    with pytest.raises(ValueError, match="no dropout stream"):
+        model.set_rng_state(np.random.default_rng(0).bit_generator.state)
+    half = run(3)
+    full = run(6)
+    resumed = run(6, resume_from=half.save_checkpoint(str(tmp_path / "half")))
+    assert resumed.step == 6
+    for (name, p), (_, q) in zip(full.model.named_parameters(), resumed.model.named_parameters()):
+        assert np.array_equal(to_numpy(p.data), to_numpy(q.data)), name

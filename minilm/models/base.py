@@ -3,10 +3,12 @@ from ..layers import Module
 
 
 class PreTrainedModel(Module):
-    """Base of GPT, the BERT models and the encoder-decoder (named after transformers' class).
+    """Base of GPT, the BERT models, the encoder-decoder and Llama / Qwen3 (named after
+    transformers' class).
 
-    A model owns one random Generator, `_dropout_gen`, that every dropout layer draws from, so
-    one seed drives the whole model and a checkpoint can save and restore the stream.
+    A model with dropout owns one random Generator, `_dropout_gen`, that every dropout layer
+    draws from, so one seed drives the whole model and a checkpoint can save and restore the
+    stream. A model without dropout (Llama) has none: its rng_state() is None.
     """
     _loss_cache = None
     _head_cache = None
@@ -16,7 +18,10 @@ class PreTrainedModel(Module):
         return self.forward(*args, **kwargs)
 
     def dropout_generator(self):
-        return self._dropout_gen
+        gen = getattr(self, "_dropout_gen", None)
+        if gen is None:
+            raise AttributeError(f"{type(self).__name__} has no dropout Generator")
+        return gen
 
     def set_dropout_generator(self, generator):
         """Make every dropout layer of the model draw from `generator` (a Generator, or an
@@ -33,11 +38,18 @@ class PreTrainedModel(Module):
         return old
 
     def rng_state(self):
-        return self._dropout_gen.bit_generator.state
+        """The dropout stream's state (a JSON-able dict on every backend), None without one."""
+        gen = getattr(self, "_dropout_gen", None)
+        return None if gen is None else gen.bit_generator.state
 
     def set_rng_state(self, state):
         """Restore the dropout stream from rng_state(); a state of another generator (say,
         saved on the numpy backend, loaded on cupy) is refused with both names."""
+        if getattr(self, "_dropout_gen", None) is None:
+            if state is not None:
+                raise ValueError(f"{type(self).__name__} has no dropout stream to restore, "
+                                 "but the state given is one")
+            return
         mine = self._dropout_gen.bit_generator.state
         theirs = state.get("bit_generator") if isinstance(state, dict) else None
         if isinstance(mine, dict) and theirs != mine.get("bit_generator"):

@@ -24,6 +24,7 @@ from ..io import WEIGHTS_NAME, load_safetensors, read_config, resolve_folder, sa
 from ..layers import Embedding, LlamaDecoderLayer, Linear, Module, RMSNorm
 from ..ops.losses import cross_entropy_backward, cross_entropy_forward
 from ..ops import check_gqa_heads, linear_backward, linear_forward, padding_mask, rope_tables
+from .base import PreTrainedModel
 from .checks import (as_embeds, as_ids, as_mask, check_config, hidden_grads as _hidden_grads,
                      plus as _plus, require_config, same_shape)
 from .output import ModelOutput
@@ -144,14 +145,13 @@ class LlamaModel(Module):
                 + [(f"layers.{i}", layer) for i, layer in enumerate(self.layers)] + [("norm", self.norm)])
 
 
-class LlamaForCausalLM(Module):
+class LlamaForCausalLM(PreTrainedModel):
     """Llama language model with hand-written backward.
 
         out = model(input_ids, attention_mask=None, labels=None)   # out.logits, out.loss
         model.backward()                                           # grads of out.loss
     """
     config_class = LlamaConfig
-    _forward_state = ("_embeds_given", "_hidden_shape")     # set by forward, read by backward
 
     def __init__(self, config, dtype="float32"):
         require_config(type(self).__name__, config, self.config_class)
@@ -179,11 +179,6 @@ class LlamaForCausalLM(Module):
     def _rope(self, positions):
         cfg = self.config
         return rope_tables(positions, cfg.head_dim, cfg.rope_theta, self.dtype)   # (B, T, D) each
-
-    def __call__(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
-                 output_attentions=False, output_hidden_states=False):
-        return self.forward(input_ids, attention_mask=attention_mask, labels=labels, inputs_embeds=inputs_embeds,
-                            output_attentions=output_attentions, output_hidden_states=output_hidden_states)
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, inputs_embeds=None,
                 output_attentions=False, output_hidden_states=False):
@@ -301,11 +296,6 @@ class LlamaForCausalLM(Module):
         h = m.norm.forward(x[:, -1:])                              # (B, 1, C)
         self.clear_caches()
         return (h @ self._head_weight())[:, 0]                     # (B, V)
-
-    def clear_caches(self):
-        for mod in self.modules():
-            mod.cache = None
-        self._loss_cache = self._head_cache = None
 
     def get_input_embeddings(self):
         return self.model.embed_tokens
