@@ -59,6 +59,7 @@ class FinetuneArgs:
     grad_clip: float = 1.0          # clip the joint gradient norm (Hugging Face Trainer's default)
     max_length: int = 128           # longer inputs are truncated
     seed: int = 0                   # shuffling order and the new head's initialisation
+    precision: str = "fp32"         # "fp16": float16 mixed precision (transformers' fp16=True)
 
 
 SENTIMENT_ARGS = FinetuneArgs(max_length=48)                    # the recipe as it is
@@ -161,7 +162,7 @@ def finetune(model, features, args, pad_token_id, progress=True):
     trainer = Trainer(model, opt, epoch_batches(features, args.batch_size, args.epochs, pad_token_id, args.seed),
                       max_steps=steps, grad_clip=args.grad_clip, log_every=1, progress=progress,
                       lr_schedule=lambda step: linear_with_warmup(step, args.lr, warmup, steps),
-                      seed=args.seed)
+                      seed=args.seed, precision=args.precision)
     t0 = time.perf_counter()
     history = trainer.fit()
     return history, time.perf_counter() - t0
@@ -708,6 +709,9 @@ def _add_finetune_args(p, defaults):
     p.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     p.add_argument("--max-length", type=int, default=defaults.max_length)
     p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--precision", default=defaults.precision, choices=["fp32", "fp16"],
+                   help="fp16: float16 mixed precision with dynamic loss scaling (Trainer("
+                        "precision='fp16'), as transformers' TrainingArguments(fp16=True)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training examples")
     p.add_argument("--out", default=None, help="run folder (default: runs/finetune-<task>)")
     p.add_argument("--no-progress", action="store_true")
@@ -752,7 +756,7 @@ def main(argv=None):
     else:
         fargs = FinetuneArgs(lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                              warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
-                             max_length=args.max_length, seed=args.seed)
+                             max_length=args.max_length, seed=args.seed, precision=args.precision)
         source = resolve_model_source(args.model)
         print(f"{args.task}: fine-tuning {'all-MiniLM-L6-v2' if source == 'minilm' else source}")
         run = {"sentiment": run_sentiment, "ner": run_ner, "qa": run_qa}[args.task]

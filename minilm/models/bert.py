@@ -520,13 +520,13 @@ class BertPreTrainedModel(PreTrainedModel):
         cache, self._loss_cache = self._loss_cache, None
         return cache
 
-    def _dlogits(self, dlogits, dhidden_states):
+    def _dlogits(self, dlogits, dhidden_states, loss_scale=1.0):
         """The logits' gradient for backward: `dlogits` when given; else, unless only
         hidden-state gradients were passed for a forward without labels, the cross-entropy's
-        (from the last forward's loss). None: nothing reaches the logits."""
+        (from the last forward's loss), times `loss_scale`. None: nothing reaches the logits."""
         if dlogits is None and (dhidden_states is None or self._loss_cache is not None):
             ce_cache, shape = self._require_loss()
-            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(shape)
+            dlogits = cross_entropy_backward(loss_scale, ce_cache).reshape(shape)
         self._loss_cache = None
         return dlogits
 
@@ -734,24 +734,27 @@ class BertForPreTraining(BertPreTrainedModel):
                            seq_relationship_logits=seq_relationship_logits,
                            attentions=out.attentions, hidden_states=out.hidden_states)
 
-    def backward(self, dprediction_logits=None, dseq_relationship_logits=None, dhidden_states=None):
+    def backward(self, dprediction_logits=None, dseq_relationship_logits=None, dhidden_states=None,
+                 loss_scale=1.0):
         """Gradients of out.loss (no arguments), or of any loss given its gradients w.r.t. the
         two outputs (None: that output did not enter the loss), plus extra gradients on the
-        hidden states. Returns d loss / d inputs_embeds after a forward on inputs_embeds."""
+        hidden states. Returns d loss / d inputs_embeds after a forward on inputs_embeds.
+        `loss_scale` multiplies the loss's gradient (float16 loss scaling, as GPT's)."""
         if dprediction_logits is None and dseq_relationship_logits is None and (
                 dhidden_states is None or self._loss_cache is not None):
             mlm_cache, nsp_cache = self._require_loss()
             if mlm_cache is not None:
-                dprediction_logits = cross_entropy_backward(1.0, mlm_cache).reshape(self._logits_shape)
+                dprediction_logits = cross_entropy_backward(loss_scale, mlm_cache).reshape(self._logits_shape)
             if nsp_cache is not None:
-                dseq_relationship_logits = cross_entropy_backward(1.0, nsp_cache)
+                dseq_relationship_logits = cross_entropy_backward(loss_scale, nsp_cache)
         self._loss_cache = None
-        xp = get_xp(self.bert.embeddings.word_embeddings.weight.data)
+        weight = self.bert.embeddings.word_embeddings.weight.data
+        xp, dtype = get_xp(weight), weight.dtype           # float16 in a mixed-precision step
         B, T, V = self._logits_shape
         if dprediction_logits is None:                      # that output did not enter the loss
-            dprediction_logits = xp.zeros((B, T, V), dtype=self.dtype)
+            dprediction_logits = xp.zeros((B, T, V), dtype=dtype)
         if dseq_relationship_logits is None:
-            dseq_relationship_logits = xp.zeros((B, 2), dtype=self.dtype)
+            dseq_relationship_logits = xp.zeros((B, 2), dtype=dtype)
         # undo: prediction_logits, seq_relationship_logits = cls(x, pooled)
         dx, dpooled = self.cls.backward(dprediction_logits, dseq_relationship_logits)
         # undo: x, pooled = bert(input_ids)
@@ -793,9 +796,10 @@ class BertForMaskedLM(BertPreTrainedModel):
         return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
                            hidden_states=out.hidden_states)
 
-    def backward(self, dlogits=None, dhidden_states=None):
-        """Gradients of out.loss, or of another loss given dlogits (B, T, V)."""
-        dlogits = self._dlogits(dlogits, dhidden_states)
+    def backward(self, dlogits=None, dhidden_states=None, loss_scale=1.0):
+        """Gradients of out.loss (its gradient times `loss_scale`, float16 loss scaling), or
+        of another loss given dlogits (B, T, V)."""
+        dlogits = self._dlogits(dlogits, dhidden_states, loss_scale)
         if dlogits is None:                                 # only hidden states enter the loss
             return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = cls(x)
@@ -841,9 +845,10 @@ class _BertClassifier(BertPreTrainedModel):
         return ModelOutput(loss=loss, logits=logits, attentions=out.attentions,
                            hidden_states=out.hidden_states)
 
-    def backward(self, dlogits=None, dhidden_states=None):
-        """Gradients of out.loss, or of another loss given dlogits (shaped as out.logits)."""
-        dlogits = self._dlogits(dlogits, dhidden_states)
+    def backward(self, dlogits=None, dhidden_states=None, loss_scale=1.0):
+        """Gradients of out.loss (its gradient times `loss_scale`, float16 loss scaling), or
+        of another loss given dlogits (shaped as out.logits)."""
+        dlogits = self._dlogits(dlogits, dhidden_states, loss_scale)
         if dlogits is None:                                 # only hidden states enter the loss
             return self.bert.backward(dhidden_states=dhidden_states)
         # undo: logits = dropout(features) W_c + b_c
@@ -923,14 +928,15 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         return ModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
                            attentions=out.attentions, hidden_states=out.hidden_states)
 
-    def backward(self, dstart_logits=None, dend_logits=None, dhidden_states=None):
-        """Gradients of out.loss, or of another loss given dstart_logits and dend_logits (B, T)."""
+    def backward(self, dstart_logits=None, dend_logits=None, dhidden_states=None, loss_scale=1.0):
+        """Gradients of out.loss (its gradient times `loss_scale`, float16 loss scaling), or
+        of another loss given dstart_logits and dend_logits (B, T)."""
         if dstart_logits is None and dend_logits is None and (
                 dhidden_states is None or self._loss_cache is not None):
             start_cache, end_cache = self._require_loss()
             # undo: loss = (start_loss + end_loss) / 2
-            dstart_logits = cross_entropy_backward(0.5, start_cache)
-            dend_logits = cross_entropy_backward(0.5, end_cache)
+            dstart_logits = cross_entropy_backward(0.5 * loss_scale, start_cache)
+            dend_logits = cross_entropy_backward(0.5 * loss_scale, end_cache)
         self._loss_cache = None
         if dstart_logits is None and dend_logits is None:   # only hidden states enter the loss
             return self.bert.backward(dhidden_states=dhidden_states)
