@@ -157,9 +157,6 @@ def train_run(args, command="train", sample_prompt="\n"):
         if comm.world_size > 1 or args.zero or args.grad_accum != 1:
             raise SystemExit("--precision fp16 trains in one process: no mpiexec, --zero 0, "
                              "--grad-accum 1")
-        if getattr(args, "arch", "gpt2") != "gpt2":
-            raise SystemExit("--precision fp16 is implemented for --arch gpt2 only (its backward "
-                             "takes the loss scale)")
         from .training.precision import LossScaler
         scaler = LossScaler(growth_interval=args.loss_scale_interval)
     dp = DataParallel(model, comm, grad_accum=args.grad_accum, reduce=not args.zero,

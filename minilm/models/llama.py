@@ -210,6 +210,8 @@ class LlamaForCausalLM(PreTrainedModel):
         cos, sin = self._rope(xp.arange(T)[None, :])      # (1, T, D): positions 0..T-1, every row
 
         x = m.embed_tokens.forward(ids) if ids is not None else embeds   # (B, T, C)
+        if cos.dtype != x.dtype:                          # float16 (mixed precision): the tables
+            cos, sin = cos.astype(x.dtype), sin.astype(x.dtype)   # rounded, as transformers' Llama
         hidden_states = []
         for layer in m.layers:
             hidden_states.append(x)
@@ -234,11 +236,12 @@ class LlamaForCausalLM(PreTrainedModel):
             attentions=tuple(layer.self_attn.attention_probs for layer in m.layers) if output_attentions else None,
             hidden_states=tuple(hidden_states) if output_hidden_states else None)
 
-    def backward(self, dlogits=None, dhidden_states=None):
+    def backward(self, dlogits=None, dhidden_states=None, loss_scale=1.0):
         """Accumulate d(loss)/d(param) into every .grad (the last forward's loss, or `dlogits`).
 
         `dhidden_states`: a tuple aligned with out.hidden_states (None entries skipped) of
-        extra upstream gradients (B, T, C), added to the loss's, as GPT's. Returns d loss /
+        extra upstream gradients (B, T, C), added to the loss's, as GPT's. `loss_scale`: the
+        loss's gradient is multiplied by it (float16 loss scaling, as GPT's). Returns d loss /
         d inputs_embeds (B, T, C) after a forward on inputs_embeds, else None."""
         m = self.model
         if dlogits is None and dhidden_states is None and self._loss_cache is None:
@@ -249,11 +252,12 @@ class LlamaForCausalLM(PreTrainedModel):
         dhs = _hidden_grads(dhidden_states, len(m.layers) + 1)
         if dlogits is None and self._loss_cache is not None:
             ce_cache, (B, T, V) = self._loss_cache
-            dlogits = get_xp(ce_cache[0]).zeros((B, T, V), dtype=self.dtype)
-            dlogits[:, :-1] = cross_entropy_backward(1.0, ce_cache).reshape(B, T - 1, V)
+            dtype = m.embed_tokens.weight.data.dtype      # float16 in a mixed-precision step
+            dlogits = get_xp(ce_cache[0]).zeros((B, T, V), dtype=dtype)
+            dlogits[:, :-1] = cross_entropy_backward(loss_scale, ce_cache).reshape(B, T - 1, V)
         self._loss_cache = None
         if dlogits is None:                               # only hidden states enter the loss
-            dh = get_xp(m.norm.weight.data).zeros(self._hidden_shape, dtype=self.dtype)
+            dh = get_xp(m.norm.weight.data).zeros(self._hidden_shape, dtype=m.norm.weight.data.dtype)
             if self.lm_head is not None:
                 self.lm_head.cache = None                 # its forward's cache, unused
         elif self.lm_head is None:

@@ -4,8 +4,15 @@ from .linear import linear_backward, linear_forward
 
 
 def silu_forward(x):
-    """out = x * sigmoid(x)  (also called swish)."""
+    """out = x * sigmoid(x)  (also called swish).
+
+    float16 x (mixed precision): computed in float32 and rounded once, as a GPU kernel does;
+    the cache keeps only x, and the backward recomputes the sigmoid in float32 (a float16
+    sigmoid near 1 would make its 1 - s a cancellation)."""
     xp = get_xp(x)
+    if x.dtype.itemsize < 4:
+        x32 = x.astype("float32")
+        return (x32 / (1.0 + xp.exp(-x32))).astype(x.dtype), (x, None)
     s = 1.0 / (1.0 + xp.exp(-x))                          # (...,) sigmoid(x)
     return x * s, (x, s)
 
@@ -13,6 +20,10 @@ def silu_forward(x):
 def silu_backward(dout, cache):
     """d silu/dx = s + x s (1 - s) = s (1 + x (1 - s)),  s = sigmoid(x)."""
     x, s = cache
+    if s is None:                                         # float16: in float32, rounded once
+        x32 = x.astype("float32")
+        s = 1.0 / (1.0 + get_xp(x).exp(-x32))
+        return (dout.astype("float32") * s * (1.0 + x32 * (1.0 - s))).astype(dout.dtype)
     return dout * s * (1.0 + x * (1.0 - s))
 
 
