@@ -211,7 +211,8 @@ class TransformerEncoder(Module):
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens.forward(src) * self.scale           # (B, S, C)
         self.cache = (src is None,)
-        x = self.dropout.forward(inputs_embeds + self.positions[:inputs_embeds.shape[1]])
+        pe = self.positions[:inputs_embeds.shape[1]]
+        x = self.dropout.forward(inputs_embeds + pe.astype(inputs_embeds.dtype, copy=False))
         hidden_states = []
         for layer in self.layers:
             hidden_states.append(x)
@@ -259,7 +260,8 @@ class TransformerDecoder(Module):
         """tgt: (B, T) ids, memory: (B, S, C) -> (h (B, T, C), hidden_states: L + 1 x
         (B, T, C), each layer's input, and last h)"""
         T = tgt.shape[1]
-        y = self.embed_tokens.forward(tgt) * self.scale + self.positions[:T]   # (B, T, C)
+        y = self.embed_tokens.forward(tgt) * self.scale                        # (B, T, C)
+        y = y + self.positions[:T].astype(y.dtype, copy=False)   # float16 in mixed precision
         y = self.dropout.forward(y)
         hidden_states = []
         for layer in self.layers:
@@ -427,14 +429,17 @@ class Seq2SeqTransformer(PreTrainedModel):
             out.cross_attentions = tuple(l.multihead_attn.attention_probs for l in self.decoder.layers)
         return out
 
-    def backward(self, dlogits=None, dencoder_hidden_states=None, ddecoder_hidden_states=None):
+    def backward(self, dlogits=None, dencoder_hidden_states=None, ddecoder_hidden_states=None,
+                 loss_scale=1.0):
         """Accumulate d(loss)/d(param) into every parameter's .grad.
 
         With no argument, the loss is the last forward's (which needs labels); pass
         `dlogits` (B, T, V) to backpropagate any other loss built on the logits.
         `dencoder_hidden_states` / `ddecoder_hidden_states`: tuples aligned with
         out.encoder_hidden_states / out.decoder_hidden_states (None entries skipped) of extra
-        upstream gradients. Returns d loss / d inputs_embeds after a forward on inputs_embeds.
+        upstream gradients. `loss_scale`: the loss's gradient is multiplied by it (float16
+        loss scaling, as GPT's). Returns d loss / d inputs_embeds after a forward on
+        inputs_embeds.
         """
         extra = dencoder_hidden_states is not None or ddecoder_hidden_states is not None
         if dlogits is None and (self._loss_cache is not None or not extra):
@@ -442,7 +447,7 @@ class Seq2SeqTransformer(PreTrainedModel):
                 raise RuntimeError("backward() needs a loss: call model(input_ids, labels=...) first "
                                    "(or pass dlogits)")
             ce_cache, (B, T, V) = self._loss_cache
-            dlogits = cross_entropy_backward(1.0, ce_cache).reshape(B, T, V)
+            dlogits = cross_entropy_backward(loss_scale, ce_cache).reshape(B, T, V)
         if self._head_cache is None:
             raise RuntimeError("Seq2SeqTransformer.backward called before forward")
         self._loss_cache = None
@@ -451,7 +456,8 @@ class Seq2SeqTransformer(PreTrainedModel):
             dh, dEt, _ = linear_backward(dlogits, self._head_cache)              # dEt: (C, V)
             self.decoder.embed_tokens.weight.grad += dEt.T
         else:                                                    # only hidden states enter the loss
-            dh = get_xp(self.decoder.embed_tokens.weight.data).zeros(self._hidden_shape, self.dtype)
+            E = self.decoder.embed_tokens.weight.data
+            dh = get_xp(E).zeros(self._hidden_shape, E.dtype)   # E's dtype: float16 in mixed precision
         self._head_cache = None
         # undo: h = decoder(tgt, memory)   (memory is read by every decoder layer)
         dmemory = self.decoder.backward(dh, hidden_grads(ddecoder_hidden_states,

@@ -222,7 +222,7 @@ class Trainer:
             takes_scale = False
         if not takes_scale:
             raise TypeError(f"precision='fp16' needs a model whose backward takes loss_scale "
-                            f"(GPT, BERT and Llama do); {type(model).__name__}.backward does not")
+                            f"(every minilm model's does); {type(model).__name__}.backward does not")
 
     # ------------------------------------------------------------------------------------
     # One step
