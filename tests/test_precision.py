@@ -250,6 +250,34 @@ def test_gpt_float16_step_against_float64():
         assert err <= 4 * EPS16, f"{name}: relative gradient error {err:.3g} ({err / EPS16:.1f} eps16)"
 
 
+def fp16_step_errors(make, batch, loss_scale=1024.0):
+    """One forward/backward of make() (float32) in float16 mixed precision and of
+    make(dtype="float64") with the same float16-rounded weights. Returns (the loss's relative
+    error, {name: the gradient's relative L2 error}, the float16 run's output), errors in
+    units of eps16. A gradient's error is
+    relative to its norm with a floor of 1% of the largest parameter gradient's norm (for
+    gradients that are 0 in exact arithmetic, where the ratio would be round-off over
+    round-off); the entry "all" is every gradient together, without a floor."""
+    m16, m64 = make(), make(dtype="float64")
+    mp = MixedPrecision(m16.parameters())
+    mp.half()                                                 # float16 weights in m16
+    m64.load_state_dict({k: v.astype(np.float64) for k, v in m16.state_dict().items()})
+    out64 = m64(**batch)
+    m64.backward()
+    out16 = m16(**batch)
+    m16.backward(loss_scale=loss_scale)
+    assert mp.master(loss_scale)
+    pairs = [(n, to_numpy(a.grad).astype(np.float64), to_numpy(b.grad))
+             for (n, a), (_, b) in zip(m16.named_parameters(), m64.named_parameters())]
+    top = max(np.linalg.norm(g) for _, _, g in pairs)
+    errors = {n: np.linalg.norm(g16 - g64) / max(np.linalg.norm(g64), 0.01 * top) / EPS16
+              for n, g16, g64 in pairs}
+    every16 = np.concatenate([g16.ravel() for _, g16, _ in pairs])
+    every64 = np.concatenate([g64.ravel() for _, _, g64 in pairs])
+    errors["all"] = np.linalg.norm(every16 - every64) / np.linalg.norm(every64) / EPS16
+    return abs(out16.loss - out64.loss) / out64.loss / EPS16, errors, out16
+
+
 BERT_HEADS = ["BertForSequenceClassification", "BertForTokenClassification",
               "BertForQuestionAnswering", "BertForMaskedLM", "BertForPreTraining"]
 
@@ -293,25 +321,12 @@ def test_bert_float16_step_against_float64(name):
     # in exact arithmetic (every key bias; QA's output bias, whose logits' gradient sums to
     # 0 over positions); the pooler within 16 eps16 (measured 8.7): its backward multiplies
     # by 1 - tanh^2 of a float16 tanh near +-1, a cancellation PyTorch's fp16 tanh has too.
-    m16 = tiny_bert(name)
-    m64 = tiny_bert(name, dtype="float64")
-    mp = MixedPrecision(m16.parameters())
-    mp.half()
-    m64.load_state_dict({k: v.astype(np.float64) for k, v in m16.state_dict().items()})
     batch = bert_batch(name, np.random.default_rng(0))
-    out64 = m64(**batch)
-    m64.backward()
-    out16 = m16(**batch)
-    m16.backward(loss_scale=1024.0)
-    assert mp.master(1024.0)
-    assert abs(out16.loss - out64.loss) <= EPS16 / 16 * out64.loss
-    pairs = [(n, to_numpy(p16.grad).astype(np.float64), to_numpy(p64.grad))
-             for (n, p16), (_, p64) in zip(m16.named_parameters(), m64.named_parameters())]
-    top = max(np.linalg.norm(g) for _, _, g in pairs)
-    for name_, g16, g64 in pairs:
-        err = np.linalg.norm(g16 - g64) / max(np.linalg.norm(g64), 0.01 * top)
-        bound = (16 if ".pooler." in name_ else 4) * EPS16
-        assert err <= bound, f"{name_}: relative gradient error {err / EPS16:.1f} eps16"
+    loss_error, errors, _ = fp16_step_errors(lambda dtype="float32": tiny_bert(name, dtype=dtype), batch)
+    assert loss_error <= 1 / 16
+    for param, err in errors.items():
+        bound = 16 if ".pooler." in param else 4
+        assert err <= bound, f"{param}: relative gradient error {err:.1f} eps16"
 
 
 def test_bert_fine_tuning_in_fp16_tracks_fp32():
@@ -568,28 +583,15 @@ def test_llama_float16_step_against_float64(arch):
     cls, cfg = {"llama": (LlamaForCausalLM, LlamaConfig(**tiny)),
                 "llama-tied": (LlamaForCausalLM, LlamaConfig(**tiny, tie_word_embeddings=True)),
                 "qwen3": (Qwen3ForCausalLM, Qwen3Config(**tiny, head_dim=4))}[arch]
-    m16, m64 = cls(cfg), cls(cfg, dtype="float64")
-    mp = MixedPrecision(m16.parameters())
-    mp.half()
-    m64.load_state_dict({k: v.astype(np.float64) for k, v in m16.state_dict().items()})
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 23, (3, 10))
     mask = np.ones_like(ids)
     mask[0, 7:] = 0
     batch = dict(input_ids=ids, attention_mask=mask, labels=np.where(mask > 0, ids, -100))
-    out64 = m64(**batch)
-    m64.backward()
-    out16 = m16(**batch)
-    assert out16.logits.dtype == np.float16
-    m16.backward(loss_scale=1024.0)
-    assert mp.master(1024.0)
-    assert abs(out16.loss - out64.loss) <= EPS16 / 64 * out64.loss
-    pairs = [(n, to_numpy(a.grad).astype(np.float64), to_numpy(b.grad))
-             for (n, a), (_, b) in zip(m16.named_parameters(), m64.named_parameters())]
-    top = max(np.linalg.norm(g) for _, _, g in pairs)
-    for name, g16, g64 in pairs:
-        err = np.linalg.norm(g16 - g64) / max(np.linalg.norm(g64), 0.01 * top)
-        assert err <= 4 * EPS16, f"{name}: relative gradient error {err / EPS16:.1f} eps16"
+    loss_error, errors, out16 = fp16_step_errors(lambda dtype="float32": cls(cfg, dtype=dtype), batch)
+    assert out16.logits.dtype == np.float16 and loss_error <= 1 / 64
+    for param, err in errors.items():
+        assert err <= 4, f"{param}: relative gradient error {err:.1f} eps16"
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -607,10 +609,6 @@ def test_seq2seq_float16_step_against_float64(norm_first):
                             num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=24,
                             dropout=0.0, max_position_embeddings=16, norm_first=norm_first,
                             label_smoothing=0.1, seed=0)
-    m16, m64 = Seq2SeqTransformer(cfg), Seq2SeqTransformer(cfg, dtype="float64")
-    mp = MixedPrecision(m16.parameters())
-    mp.half()
-    m64.load_state_dict({k: v.astype(np.float64) for k, v in m16.state_dict().items()})
     rng = np.random.default_rng(0)
     src = rng.integers(3, 19, (3, 8))
     mask = np.ones_like(src)
@@ -618,22 +616,12 @@ def test_seq2seq_float16_step_against_float64(norm_first):
     labels = rng.integers(3, 17, (3, 6))
     labels[2, 4:] = -100
     batch = dict(input_ids=src, attention_mask=mask, labels=labels)
-    out64 = m64(**batch)
-    m64.backward()
-    out16 = m16(**batch)
-    assert out16.logits.dtype == np.float16
-    m16.backward(loss_scale=1024.0)
-    assert mp.master(1024.0)
-    assert abs(out16.loss - out64.loss) <= EPS16 / 4 * out64.loss
-    pairs = [(n, to_numpy(a.grad).astype(np.float64), to_numpy(b.grad))
-             for (n, a), (_, b) in zip(m16.named_parameters(), m64.named_parameters())]
-    every16 = np.concatenate([g16.ravel() for _, g16, _ in pairs])
-    every64 = np.concatenate([g64.ravel() for _, _, g64 in pairs])
-    assert np.linalg.norm(every16 - every64) <= 16 * EPS16 * np.linalg.norm(every64)
-    top = max(np.linalg.norm(g) for _, _, g in pairs)
-    for name, g16, g64 in pairs:
-        err = np.linalg.norm(g16 - g64) / max(np.linalg.norm(g64), 0.01 * top)
-        assert err <= 64 * EPS16, f"{name}: relative gradient error {err / EPS16:.1f} eps16"
+    loss_error, errors, out16 = fp16_step_errors(
+        lambda dtype="float32": Seq2SeqTransformer(cfg, dtype=dtype), batch)
+    assert out16.logits.dtype == np.float16 and loss_error <= 1 / 4
+    assert errors.pop("all") <= 16
+    for param, err in errors.items():
+        assert err <= 64, f"{param}: relative gradient error {err:.1f} eps16"
 
 
 def test_every_model_trains_in_fp16_as_in_fp32():
