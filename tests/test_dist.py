@@ -236,8 +236,9 @@ def _launch(n, *args, timeout=240, backend=None):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """train under 1, 2 and 3 processes; resume the 2-process checkpoints under 1 and 3. On
-    the NumPy backend whatever MINILM_BACKEND says: CuPy's dropout Generator has no state, so
-    dropout with micro-batches or empty ranks is refused there (the GPU tests below run CuPy)."""
+    the NumPy backend, or on the strict backend when the suite runs under it: there the
+    models draw dropout from backend.CounterRNG, as on CuPy, so CI checks dropout with
+    micro-batches, empty ranks and resumes on that generator (the GPU tests below run CuPy)."""
     out = {}
     for key, n, args in (("1", 1, ["train"]), ("2", 2, ["train"]), ("3", 3, ["train"]),
                          ("2->1", 1, ["resume"]), ("2->3", 3, ["resume"])):
@@ -246,7 +247,8 @@ def runs(tmp_path_factory):
             args = ["resume", d, out["2"]]
         else:
             args = [args[0], d]
-        r = _launch(n, *args, backend="numpy")    # the CuPy runs: test_nccl_training_equals_the_cpu_run
+        backend = "strict" if os.environ.get("MINILM_BACKEND", "").strip().lower() == "strict" else "numpy"
+        r = _launch(n, *args, backend=backend)    # the CuPy runs: test_nccl_training_equals_the_cpu_run
         assert r.returncode == 0, f"{key}: rc {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
         out[key] = d
     return out
