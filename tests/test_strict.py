@@ -321,7 +321,7 @@ def test_strict_random_generator_gives_numpys_numbers_as_device_arrays():
         g.bit_generator.state = ref.bit_generator.state
 
 
-def test_models_draw_dropout_from_a_saveable_counter_stream_on_device_backends():
+def test_models_draw_dropout_from_a_saveable_counter_stream_on_device_backends(on_strict):
     """CuPy's Generators cannot save their state, so on cupy and strict a model's dropout
     comes from CounterRNG: the same numbers on every backend for a seed, a JSON-able state
     that restores the stream, and a clear error for another generator's state."""
@@ -338,20 +338,15 @@ def test_models_draw_dropout_from_a_saveable_counter_stream_on_device_backends()
     u = CounterRNG(1, np).random(200_000)                      # uniform on [0, 1)
     assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 5e-3
     assert abs((u < 0.1).mean() - 0.1) < 5e-3
-    before = minilm.get_backend()
-    minilm.set_backend("strict")
-    try:
-        cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2, resid_pdrop=0.3)
-        model, ids = GPT(cfg), np.array([[1, 2, 3, 4]])
-        assert isinstance(model.dropout_generator(), CounterRNG)
-        state = json.loads(json.dumps(model.rng_state()))      # what a checkpoint writes
-        first = to_numpy(model(ids).logits)
-        model.set_rng_state(state)
-        np.testing.assert_array_equal(to_numpy(model(ids).logits), first)
-        with pytest.raises(ValueError, match="PCG64"):
-            model.set_rng_state(np.random.default_rng(0).bit_generator.state)
-    finally:
-        minilm.set_backend(before)
+    cfg = GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2, resid_pdrop=0.3)
+    model, ids = GPT(cfg), np.array([[1, 2, 3, 4]])              # built on the strict backend
+    assert isinstance(model.dropout_generator(), CounterRNG)
+    state = json.loads(json.dumps(model.rng_state()))          # what a checkpoint writes
+    first = to_numpy(model(ids).logits)
+    model.set_rng_state(state)
+    np.testing.assert_array_equal(to_numpy(model(ids).logits), first)
+    with pytest.raises(ValueError, match="PCG64"):
+        model.set_rng_state(np.random.default_rng(0).bit_generator.state)
 
 
 # ---------------------------------------------------------------------------------------

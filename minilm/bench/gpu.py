@@ -23,19 +23,15 @@ import time
 
 import numpy as np
 
-from .suite import CONFIGS, RECIPE, build_minilm, random_batch
+from .suite import CONFIGS, GPT2_SMALL, RECIPE, build_minilm, random_batch
 
-SIZES = dict(CONFIGS, gpt2=dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch_size=8))
-GPT2_VOCAB = 50257
+SIZES = dict(CONFIGS, gpt2=dict(GPT2_SMALL, block_size=1024, batch_size=8))
 
 
 def _config(size):
     """The suite's recipe (AdamW, clip 1.0, no dropout) at this size; GPT-2's vocabulary for
-    the 124M model, the char-level 65 otherwise."""
-    cfg = dict(SIZES[size], **RECIPE, name=size)
-    if size == "gpt2":
-        cfg["vocab_size"] = GPT2_VOCAB
-    return cfg
+    the 124M model (its size names one), the char-level 65 otherwise."""
+    return dict(RECIPE, **SIZES[size], name=size)
 
 
 def _median_ms(times):

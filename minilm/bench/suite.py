@@ -61,6 +61,7 @@ CONFIGS = {
 }
 RECIPE = dict(vocab_size=65, lr=1e-3, min_lr=1e-4, betas=(0.9, 0.99), weight_decay=0.1,
               warmup=100, max_iters=2000, clip=1.0, dropout=0.0)
+GPT2_SMALL = dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)   # GPT-2 124M's shape
 NANOGPT_BABY_VAL_LOSS = 1.88          # nanoGPT README, the CPU baby run after 2000 iterations
 
 
@@ -477,7 +478,7 @@ def bench_kvcache(context=512, new_tokens=32, n_positions=1024, verbose=True, wi
     from ..models import GPT, GPTConfig
     say = print if verbose else (lambda *a, **k: None)
     shapes = {"baby": dict(CONFIGS["baby"], vocab_size=RECIPE["vocab_size"]),
-              "gpt2": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257)}
+              "gpt2": GPT2_SMALL}
     if width not in shapes:
         raise ValueError(f"bench_kvcache: width must be one of {sorted(shapes)}, got {width!r}")
     b = shapes[width]
