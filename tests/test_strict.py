@@ -335,6 +335,16 @@ def test_models_draw_dropout_from_a_saveable_counter_stream_on_device_backends(o
     x = a.random(4)
     a.state = saved
     np.testing.assert_array_equal(a.random(4), x)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        CounterRNG("7", np)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        a.random(3, dtype="float16")
+    now = a.state
+    with pytest.raises(ValueError, match="counter must be an int"):
+        a.state = dict(saved, counter=-1)
+    with pytest.raises(ValueError, match="another kind"):
+        a.state = np.random.default_rng(0).bit_generator.state
+    assert a.state == now                                      # a refused state changes nothing
     u = CounterRNG(1, np).random(200_000)                      # uniform on [0, 1)
     assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 5e-3
     assert abs((u < 0.1).mean() - 0.1) < 5e-3
